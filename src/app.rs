@@ -1,0 +1,260 @@
+//! Wiring: the one place where the adapters meet. Builds the store, the
+//! broker connection (starting the embedded broker if asked), the engine,
+//! the ingest and the HTTP server from [`Settings`], and stops them in
+//! order: stop taking work, finish what is in flight, publish what was
+//! committed, then disconnect.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{MqttTarget, Settings};
+use crate::engine::{self, Sinks};
+use crate::http::{self, AppState};
+use crate::mqtt::{self, client::Target, ingest::Ingest};
+use crate::store::{self, Store};
+
+/// The process-wide metrics recorder (installed once, shared by every
+/// application in the process, e.g. in tests).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    http_addr: SocketAddr,
+    mqtt_addr: (String, u16),
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+    mqtt_shutdown: CancellationToken,
+    grace: Duration,
+    workers: Vec<(&'static str, JoinHandle<()>)>,
+    publisher: JoinHandle<()>,
+    connection: JoinHandle<()>,
+    generated_token: Option<String>,
+    store: Arc<dyn Store>,
+}
+
+impl Application {
+    /// Connects everything the settings name and binds the HTTP port
+    /// (port 0 picks a free one: see [`Application::http_addr`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let _ = metrics_handle();
+        let store = store::connect(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the store at {}", redact(&settings.database_url)))?;
+
+        let target = match settings.mqtt_target()? {
+            MqttTarget::Embedded => {
+                let addr = free_addr(settings.embedded_mqtt_addr)?;
+                mqtt::embedded::start(addr)?;
+                Target {
+                    host: addr.ip().to_string(),
+                    port: addr.port(),
+                    client_id: settings.mqtt_client_id.clone(),
+                    username: None,
+                    password: None,
+                }
+            }
+            MqttTarget::External {
+                host,
+                port,
+                username,
+                password,
+            } => Target {
+                host,
+                port,
+                client_id: settings.mqtt_client_id.clone(),
+                username,
+                password: password.map(|p| p.expose().to_string()),
+            },
+        };
+
+        let (operator_token_hash, generated_token) = match &settings.operator_token {
+            Some(t) => (http::hash_token(t.expose()), None),
+            None => {
+                let token = http::new_token();
+                (http::hash_token(&token), Some(token))
+            }
+        };
+
+        let shutdown = CancellationToken::new();
+        let mqtt_shutdown = CancellationToken::new();
+        let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
+        let (alerts_tx, _) = broadcast::channel(4096);
+        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(100_000);
+
+        let sinks = Sinks {
+            outgoing: outgoing_tx.clone(),
+            alerts: alerts_tx,
+        };
+        let (engine, engine_task) =
+            engine::start(settings.rules(), store.clone(), sinks, shutdown.clone()).await?;
+
+        let conn = mqtt::client::connect(&target, mqtt_shutdown.clone());
+        let publisher = tokio::spawn(mqtt::publish::run(conn.client.clone(), outgoing_rx));
+        let ingest = Ingest {
+            store: store.clone(),
+            engine: engine.clone(),
+            outgoing: outgoing_tx,
+            heartbeats: heartbeat_tx,
+            shutdown: shutdown.clone(),
+        };
+        let ingest_task = tokio::spawn(ingest.run(conn.client.clone(), conn.inbound));
+        let heartbeat_task = tokio::spawn(mqtt::ingest::heartbeats(
+            store.clone(),
+            heartbeat_rx,
+            shutdown.clone(),
+        ));
+
+        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
+        let http_addr = listener.local_addr()?;
+        let grace = settings.shutdown_grace;
+        let metrics = metrics_handle();
+        let router = http::router(AppState {
+            store: store.clone(),
+            engine,
+            settings: Arc::new(settings),
+            operator_token_hash: operator_token_hash.into(),
+            mqtt_connected: conn.connected,
+        })
+        .route(
+            "/metrics",
+            axum::routing::get(move || std::future::ready(metrics.render())),
+        );
+        info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");
+        Ok(Self {
+            http_addr,
+            mqtt_addr: (target.host, target.port),
+            listener,
+            router,
+            shutdown,
+            mqtt_shutdown,
+            grace,
+            workers: vec![
+                ("engine", engine_task),
+                ("ingest", ingest_task),
+                ("heartbeats", heartbeat_task),
+            ],
+            publisher,
+            connection: conn.task,
+            generated_token,
+            store,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The broker the service is connected to (host, port).
+    pub fn mqtt_addr(&self) -> (String, u16) {
+        self.mqtt_addr.clone()
+    }
+
+    /// The operator token generated because none was configured.
+    pub fn generated_operator_token(&self) -> Option<&str> {
+        self.generated_token.as_deref()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Cancelling this token stops the service gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops in order.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let served = serve.await;
+        // HTTP may also end on its own (an accept error): stop the rest.
+        self.shutdown.cancel();
+        if let Err(e) = &served {
+            error!(error = %e, "HTTP server stopped");
+        }
+        for (name, task) in self.workers {
+            match tokio::time::timeout(self.grace, task).await {
+                Ok(Ok(())) => info!(task = name, "stopped"),
+                Ok(Err(e)) => error!(task = name, error = %e, "task failed"),
+                Err(_) => warn!(task = name, "did not stop in time"),
+            }
+        }
+        // Every sender of outgoing messages is gone now: the publisher
+        // drains what was committed, then the connection closes.
+        if tokio::time::timeout(self.grace, self.publisher)
+            .await
+            .is_err()
+        {
+            warn!("publisher did not finish in time");
+        }
+        // Give rumqttc a moment to put the last publishes on the wire.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.mqtt_shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.connection).await;
+        info!("onepress stopped");
+        served.map_err(Into::into)
+    }
+}
+
+/// Port 0 means "any free port": find one now, since rumqttd cannot report
+/// the port it bound.
+fn free_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = std::net::TcpListener::bind(addr).context("finding a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("sqlite://onepress.db"), "sqlite://onepress.db");
+    }
+}

@@ -1,0 +1,363 @@
+//! The alert calls: listing and reading alerts, and every action on one
+//! (accept, decline, arrive, resolve, cancel, assign).
+//!
+//! Actions go to the engine; the dispatcher decides and the answer is the
+//! alert as it stands after the commit. Reads go to the store. Who may do
+//! what: accept, decline and arrive are a volunteer's own; resolve is the
+//! assigned volunteer's or an operator's; cancel, assign and the listing are
+//! an operator's. A volunteer may read only an alert that was offered to
+//! (or assigned to) them.
+//!
+//! Statuses of refusals (see also [`super::error`]):
+//! - not offered to me / not assigned to me → 403;
+//! - my offer expired, was declined, withdrawn or taken, wrong state,
+//!   volunteer busy → 409;
+//! - unknown alert → 404;
+//! - an alert that is closed (resolved or cancelled): 409 for an operator
+//!   and for a volunteer who had a part in it (was offered it or was
+//!   assigned), 403 for any other volunteer: a volunteer learns nothing of
+//!   alerts that were never theirs.
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::{Caller, Operator, VolunteerAuth};
+use super::error::{ApiError, Invalid, invalid_id};
+use super::extract::{ApiJson, ApiQuery, IdPath, OptionalJson};
+use super::validate::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
+use crate::domain::{Alert, AlertId, Command, DispatchError, Reply, TimelineEvent, VolunteerId};
+use crate::engine::CallError;
+use crate::store::AlertFilter;
+
+/// Alerts listed when the query names no `limit`.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+/// The most alerts one listing returns; a larger `limit` is lowered to it.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/alerts/{id}", get(get_alert))
+        .route("/v1/alerts/{id}/accept", post(accept))
+        .route("/v1/alerts/{id}/decline", post(decline))
+        .route("/v1/alerts/{id}/arrive", post(arrive))
+        .route("/v1/alerts/{id}/resolve", post(resolve))
+        .route("/v1/alerts/{id}/cancel", post(cancel))
+        .route("/v1/alerts/{id}/assign", post(assign))
+}
+
+// ----- reads ----------------------------------------------------------------
+
+/// `?state=` of `GET /v1/alerts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateQuery {
+    #[default]
+    Active,
+    All,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub state: Option<StateQuery>,
+    pub limit: Option<u32>,
+}
+
+impl ListQuery {
+    /// The store's filter and the effective limit: default
+    /// [`DEFAULT_LIST_LIMIT`], at most [`MAX_LIST_LIMIT`], 0 is refused.
+    pub fn resolve(&self) -> Result<(AlertFilter, u32), Invalid> {
+        let filter = match self.state.unwrap_or_default() {
+            StateQuery::Active => AlertFilter::Active,
+            StateQuery::All => AlertFilter::All,
+        };
+        let limit = match self.limit {
+            None => DEFAULT_LIST_LIMIT,
+            Some(0) => return Err(Invalid::field("limit", "must be at least 1")),
+            Some(n) => n.min(MAX_LIST_LIMIT),
+        };
+        Ok((filter, limit))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(state = ?query.state, limit = ?query.limit))]
+async fn list_alerts(
+    _: Operator,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<Alert>>, ApiError> {
+    let (filter, limit) = query.resolve()?;
+    Ok(Json(state.store.list_alerts(filter, limit).await?))
+}
+
+/// An alert with its timeline, oldest event first.
+#[derive(Debug, Serialize)]
+pub struct AlertWithTimeline {
+    #[serde(flatten)]
+    pub alert: Alert,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id, caller = %caller.label()))]
+async fn get_alert(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+) -> Result<Json<AlertWithTimeline>, ApiError> {
+    if let Some(v) = caller.volunteer() {
+        // Checked before existence: a volunteer cannot probe for alerts.
+        if !state.store.was_offered(&id, v).await? {
+            return Err(not_yours(&id));
+        }
+    }
+    let alert = state
+        .store
+        .get_alert(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format_args!("alert {id}")))?;
+    let timeline = state.store.timeline(&id).await?;
+    Ok(Json(AlertWithTimeline { alert, timeline }))
+}
+
+// ----- actions --------------------------------------------------------------
+
+fn not_yours(id: &AlertId) -> ApiError {
+    ApiError::forbidden(format!("alert {id} is not yours"))
+}
+
+/// Sends an action on an alert to the engine and answers with the alert.
+/// `caller` is the volunteer acting, if it is one (for the closed-alert
+/// rule of the module docs).
+async fn act(
+    state: &AppState,
+    id: &AlertId,
+    caller: Option<&VolunteerId>,
+    command: Command,
+) -> Result<Json<Alert>, ApiError> {
+    match state.engine.call(command).await {
+        Ok(Reply::Alert(alert)) => Ok(Json(*alert)),
+        Ok(other) => Err(ApiError::Internal(format!(
+            "the engine answered an action on alert {id} with {other:?}"
+        ))),
+        Err(CallError::Refused(DispatchError::NotActive(_))) => {
+            Err(not_active(state, id, caller).await)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The dispatcher holds only active alerts: ask the store whether this one
+/// is unknown (404) or closed (409, or 403 for a volunteer it never
+/// concerned).
+async fn not_active(state: &AppState, id: &AlertId, caller: Option<&VolunteerId>) -> ApiError {
+    let alert = match state.store.get_alert(id).await {
+        Ok(Some(alert)) => alert,
+        Ok(None) => return ApiError::not_found(format_args!("alert {id}")),
+        Err(e) => return e.into(),
+    };
+    if let Some(v) = caller {
+        if alert.volunteer_id.as_ref() != Some(v) {
+            match state.store.was_offered(id, v).await {
+                Ok(true) => {}
+                Ok(false) => return not_yours(id),
+                Err(e) => return e.into(),
+            }
+        }
+    }
+    ApiError::Conflict(
+        "alert_closed",
+        format!("alert {id} is {}: it can no longer change", alert.state),
+    )
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = %v))]
+async fn accept(
+    VolunteerAuth(v): VolunteerAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+) -> Result<Json<Alert>, ApiError> {
+    let command = Command::Accept {
+        alert_id: id.clone(),
+        volunteer_id: v.clone(),
+    };
+    act(&state, &id, Some(&v), command).await
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = %v))]
+async fn decline(
+    VolunteerAuth(v): VolunteerAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+) -> Result<Json<Alert>, ApiError> {
+    let command = Command::Decline {
+        alert_id: id.clone(),
+        volunteer_id: v.clone(),
+    };
+    act(&state, &id, Some(&v), command).await
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = %v))]
+async fn arrive(
+    VolunteerAuth(v): VolunteerAuth,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+) -> Result<Json<Alert>, ApiError> {
+    let command = Command::Arrive {
+        alert_id: id.clone(),
+        volunteer_id: v.clone(),
+    };
+    act(&state, &id, Some(&v), command).await
+}
+
+/// The body of `POST /v1/alerts/{id}/resolve`.
+#[derive(Debug, Deserialize)]
+pub struct ResolveBody {
+    pub outcome: String,
+    pub note: Option<String>,
+}
+
+/// A checked resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub outcome: String,
+    pub note: Option<String>,
+}
+
+impl TryFrom<ResolveBody> for Resolution {
+    type Error = Invalid;
+    fn try_from(b: ResolveBody) -> Result<Self, Invalid> {
+        Ok(Resolution {
+            outcome: validate::required("outcome", b.outcome, MAX_NAME_CHARS)?,
+            note: validate::optional("note", b.note, MAX_TEXT_CHARS)?,
+        })
+    }
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id, caller = %caller.label()))]
+async fn resolve(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> Result<Json<Alert>, ApiError> {
+    let resolution = Resolution::try_from(body)?;
+    let command = Command::Resolve {
+        alert_id: id.clone(),
+        by: caller.actor(),
+        outcome: resolution.outcome,
+        note: resolution.note,
+    };
+    act(&state, &id, caller.volunteer(), command).await
+}
+
+/// The body of `POST /v1/alerts/{id}/cancel`; it may be left out.
+#[derive(Debug, Default, Deserialize)]
+pub struct CancelBody {
+    pub reason: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id))]
+async fn cancel(
+    _: Operator,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+    OptionalJson(body): OptionalJson<CancelBody>,
+) -> Result<Json<Alert>, ApiError> {
+    let reason = validate::optional("reason", body.reason, MAX_TEXT_CHARS)?;
+    let command = Command::Cancel {
+        alert_id: id.clone(),
+        by: crate::domain::Actor::Operator,
+        reason,
+    };
+    act(&state, &id, None, command).await
+}
+
+/// The body of `POST /v1/alerts/{id}/assign`.
+#[derive(Debug, Deserialize)]
+pub struct AssignBody {
+    pub volunteer_id: String,
+}
+
+impl TryFrom<AssignBody> for VolunteerId {
+    type Error = Invalid;
+    fn try_from(b: AssignBody) -> Result<Self, Invalid> {
+        VolunteerId::parse(b.volunteer_id).map_err(|e| invalid_id("volunteer_id", e))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = tracing::field::Empty))]
+async fn assign(
+    _: Operator,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<AlertId>,
+    ApiJson(body): ApiJson<AssignBody>,
+) -> Result<Json<Alert>, ApiError> {
+    let volunteer_id = VolunteerId::try_from(body)?;
+    tracing::Span::current().record("volunteer_id", volunteer_id.as_str());
+    let command = Command::Assign {
+        alert_id: id.clone(),
+        volunteer_id,
+    };
+    act(&state, &id, None, command).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_defaults_to_active_and_a_bounded_limit() {
+        let q = ListQuery::default();
+        assert_eq!(q.resolve(), Ok((AlertFilter::Active, DEFAULT_LIST_LIMIT)));
+        let q = ListQuery {
+            state: Some(StateQuery::All),
+            limit: Some(MAX_LIST_LIMIT + 1),
+        };
+        assert_eq!(q.resolve(), Ok((AlertFilter::All, MAX_LIST_LIMIT)));
+        let q = ListQuery {
+            state: None,
+            limit: Some(0),
+        };
+        assert!(q.resolve().is_err());
+    }
+
+    #[test]
+    fn resolutions_need_an_outcome() {
+        let ok = ResolveBody {
+            outcome: "helped_up".into(),
+            note: None,
+        };
+        assert!(Resolution::try_from(ok).is_ok());
+        let blank = ResolveBody {
+            outcome: " ".into(),
+            note: None,
+        };
+        assert!(Resolution::try_from(blank).is_err());
+        let long_note = ResolveBody {
+            outcome: "ok".into(),
+            note: Some("n".repeat(MAX_TEXT_CHARS + 1)),
+        };
+        assert!(Resolution::try_from(long_note).is_err());
+    }
+
+    #[test]
+    fn assignments_need_a_valid_volunteer_id() {
+        let ok = AssignBody {
+            volunteer_id: "v-1".into(),
+        };
+        assert!(VolunteerId::try_from(ok).is_ok());
+        let bad = AssignBody {
+            volunteer_id: "v 1".into(),
+        };
+        assert!(VolunteerId::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn an_unknown_state_filter_does_not_parse() {
+        let q: Result<ListQuery, _> = serde_json::from_value(serde_json::json!({"state": "open"}));
+        assert!(q.is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! The HTTP API of contract section 3: the registry, the volunteers' own
+//! calls, the alert actions and the operational probes.
+//!
+//! A thin adapter: handlers authenticate through the extractors of [`auth`],
+//! turn request DTOs into domain types at the edge (`TryFrom`), send every
+//! state change of an alert or of a volunteer's dispatch state to the
+//! [`Engine`] and read everything else from the [`Store`]. Errors of every
+//! layer become one [`ApiError`] with the contract's JSON body.
+//!
+//! Each routes module exports `router()`; [`router`] merges them and adds
+//! the request trace and the body limit.
+
+pub mod alerts;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod registry;
+pub mod validate;
+pub mod volunteer;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use sha2::{Digest, Sha256};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::store::Store;
+
+pub use auth::{Caller, Operator, VolunteerAuth};
+pub use error::ApiError;
+
+/// The largest request body read, in bytes; a larger one is a 413. The
+/// biggest legitimate body (a senior with notes and contacts) is a few KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub engine: Engine,
+    pub settings: Arc<Settings>,
+    /// sha256 (hex) of the operator token
+    pub operator_token_hash: Arc<str>,
+    /// true while the MQTT connection is up
+    pub mqtt_connected: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The whole API, ready to serve.
+pub fn router(state: AppState) -> Router {
+    api_routes()
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The routes without layers or fallbacks, for a caller that adds its own
+/// (further routes are merged here).
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .merge(health::router())
+        .merge(registry::router())
+        .merge(volunteer::router())
+        .merge(alerts::router())
+}
+
+/// The hex SHA-256 of a token: what is stored and compared, never the token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh bearer token: 32 bytes from the thread's CSPRNG, hex-encoded
+/// (64 URL-safe characters).
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_token_is_hex_sha256() {
+        // sha256("abc"), the FIPS 180-2 test vector.
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn new_tokens_are_long_url_safe_and_distinct() {
+        let a = new_token();
+        let b = new_token();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert_ne!(hash_token(&a), hash_token(&b));
+    }
+}

@@ -1,0 +1,262 @@
+//! The ingest: every message from the broker becomes a command, a
+//! heartbeat, or a counted rejection, and is acknowledged to the broker in
+//! arrival order, an alert only after what it caused is committed.
+//!
+//! Messages are worked on concurrently (so that the engine can commit many
+//! in one transaction), but acknowledged strictly in the order they came: a
+//! broker that sees m1 acked before m0 may lose m0 (rumqttd does). A press
+//! that cannot be committed (store down) is retried until it can: it is
+//! never acknowledged unstored. Bad input is logged, counted in
+//! `onepress_ingest_rejected_total{reason}` and acknowledged, so a poison
+//! message is never redelivered forever.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use rumqttc::{AsyncClient, Publish, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::payload::{self, AlertEvent, Inbound, Reject};
+use crate::domain::registry::Heartbeat;
+use crate::domain::{
+    AlertId, BandNotice, Command, DeviceId, Outgoing, Press, PressKind, PressOutcome, Reply,
+};
+use crate::engine::{self, CallError, Engine};
+use crate::store::Store;
+
+/// Messages worked on at once.
+const MAX_IN_FLIGHT: usize = 1024;
+/// Heartbeats are written in batches this often…
+const HEARTBEAT_FLUSH: Duration = Duration::from_millis(250);
+/// …or as soon as this many devices are waiting.
+const HEARTBEAT_BATCH: usize = 5000;
+
+/// What the ingest needs.
+#[derive(Clone)]
+pub struct Ingest {
+    pub store: Arc<dyn Store>,
+    pub engine: Engine,
+    pub outgoing: mpsc::UnboundedSender<Outgoing>,
+    pub heartbeats: mpsc::Sender<Heartbeat>,
+    pub shutdown: CancellationToken,
+}
+
+/// Counts and logs a rejected message.
+pub fn reject(topic: &str, r: &Reject) {
+    metrics::counter!("onepress_ingest_rejected_total", "reason" => r.reason()).increment(1);
+    warn!(%topic, reason = r.reason(), detail = %r, "message rejected");
+}
+
+impl Ingest {
+    /// Runs until the inbound stream ends or shutdown; then finishes what
+    /// is in flight (unacknowledged messages are redelivered by the broker).
+    pub async fn run(self, client: AsyncClient, mut inbound: mpsc::UnboundedReceiver<Publish>) {
+        let mut in_flight = FuturesOrdered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => ack(&client, done).await,
+                message = inbound.recv(), if open && in_flight.len() < MAX_IN_FLIGHT => match message {
+                    Some(p) => in_flight.push_back(self.clone().handle(p)),
+                    None => open = false,
+                },
+                _ = self.shutdown.cancelled(), if open => open = false,
+                else => break,
+            }
+            if !open && in_flight.is_empty() {
+                break;
+            }
+        }
+        info!("ingest stopped");
+    }
+
+    /// Works on one message; returns it if it is to be acknowledged.
+    async fn handle(self, p: Publish) -> Option<Publish> {
+        let done = match payload::parse(&p.topic, &p.payload) {
+            Err(r) => {
+                reject(&p.topic, &r);
+                true
+            }
+            Ok(Inbound::Status(device, beat)) => {
+                let hb = Heartbeat {
+                    device_id: device,
+                    at: beat
+                        .ts
+                        .filter(|t| *t <= engine::now())
+                        .unwrap_or_else(engine::now),
+                    battery: beat.battery,
+                    position: beat.position,
+                };
+                if self.heartbeats.try_send(hb).is_err() {
+                    reject(
+                        &p.topic,
+                        &Reject::Invalid {
+                            field: "heartbeat",
+                            why: "heartbeat queue full".into(),
+                        },
+                    );
+                }
+                true
+            }
+            Ok(Inbound::Alert(device, event)) => {
+                let span = info_span!("press", device = %device, event = %event.event_id, alert = tracing::field::Empty);
+                self.press(&p.topic, device, event).instrument(span).await
+            }
+        };
+        (done && p.qos != QoS::AtMostOnce).then_some(p)
+    }
+
+    /// Takes a press into account; false if stopping before it could be.
+    async fn press(&self, topic: &str, device: DeviceId, event: AlertEvent) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.try_press(topic, &device, &event).await {
+                Ok(()) => return true,
+                Err(CallError::Stopped) => return false,
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?backoff, "press not stored yet; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn try_press(
+        &self,
+        topic: &str,
+        device: &DeviceId,
+        event: &AlertEvent,
+    ) -> Result<(), CallError> {
+        let unavailable = |e: crate::store::StoreError| CallError::Unavailable(e.to_string());
+        if let Some(seen) = self
+            .store
+            .find_ingested(device, &event.event_id)
+            .await
+            .map_err(unavailable)?
+        {
+            debug!("redelivered event");
+            if let Some(alert_id) = seen {
+                self.received_again(device, alert_id, event);
+            }
+            return Ok(());
+        }
+        let Some((senior, home)) = self.store.device_owner(device).await.map_err(unavailable)?
+        else {
+            reject(topic, &Reject::UnknownDevice(device.clone()));
+            return Ok(());
+        };
+        let press = Press {
+            device_id: device.clone(),
+            event_id: event.event_id.clone(),
+            kind: event.kind,
+            device_ts: event.ts,
+            position: event.position,
+            senior,
+            home,
+            new_alert_id: AlertId::generate(),
+        };
+        match self.engine.call(Command::Press(press)).await? {
+            Reply::Press { outcome, alert_id } => {
+                if let Some(id) = &alert_id {
+                    tracing::Span::current().record("alert", tracing::field::display(id));
+                }
+                match outcome {
+                    PressOutcome::NothingToCancel => reject(topic, &Reject::NothingToCancel),
+                    PressOutcome::Opened => {
+                        let kind = if event.kind == PressKind::Fall {
+                            "fall"
+                        } else {
+                            "sos"
+                        };
+                        metrics::counter!("onepress_alerts_total", "kind" => kind).increment(1);
+                        info!(?outcome, "alert opened");
+                    }
+                    _ => info!(?outcome, "press taken into account"),
+                }
+                Ok(())
+            }
+            other => {
+                warn!(?other, "unexpected reply to a press");
+                Ok(())
+            }
+        }
+    }
+
+    /// The band sent an event already stored: tell it `received` again.
+    fn received_again(&self, device: &DeviceId, alert_id: AlertId, event: &AlertEvent) {
+        let notice = BandNotice {
+            alert_id,
+            event_id: Some(event.event_id.clone()),
+            state: "received".into(),
+            volunteer_name: None,
+            eta_s: None,
+        };
+        let _ = self.outgoing.send(Outgoing::Band(device.clone(), notice));
+    }
+}
+
+async fn ack(client: &AsyncClient, done: Option<Publish>) {
+    if let Some(p) = done {
+        if let Err(e) = client.ack(&p).await {
+            warn!(error = %e, "cannot acknowledge: the MQTT client is gone");
+        }
+    }
+}
+
+/// Writes heartbeats in batches: the latest word of each band, one
+/// transaction every few hundred milliseconds.
+pub async fn heartbeats(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Heartbeat>,
+    shutdown: CancellationToken,
+) {
+    let mut pending: HashMap<DeviceId, Heartbeat> = HashMap::new();
+    let mut tick = tokio::time::interval(HEARTBEAT_FLUSH);
+    loop {
+        let stop = tokio::select! {
+            hb = rx.recv() => match hb {
+                Some(hb) => {
+                    merge(&mut pending, hb);
+                    if pending.len() < HEARTBEAT_BATCH {
+                        continue;
+                    }
+                    false
+                }
+                None => true,
+            },
+            _ = tick.tick() => false,
+            _ = shutdown.cancelled() => true,
+        };
+        if !pending.is_empty() {
+            let batch: Vec<Heartbeat> = pending.drain().map(|(_, hb)| hb).collect();
+            if let Err(e) = store.record_heartbeats(&batch).await {
+                warn!(error = %e, count = batch.len(), "heartbeats not recorded (the next ones will be)");
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+}
+
+fn merge(pending: &mut HashMap<DeviceId, Heartbeat>, hb: Heartbeat) {
+    match pending.get_mut(&hb.device_id) {
+        Some(old) => {
+            old.at = old.at.max(hb.at);
+            old.battery = hb.battery.or(old.battery);
+            old.position = hb.position.or(old.position);
+        }
+        None => {
+            pending.insert(hb.device_id.clone(), hb);
+        }
+    }
+}

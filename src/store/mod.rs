@@ -1,0 +1,142 @@
+//! The store: the source of truth at every restart.
+//!
+//! Callers see only the [`Store`] trait and domain types; `sqlite` and
+//! `postgres` implement it with sqlx and their own embedded migrations
+//! (`migrations/sqlite`, `migrations/postgres`). Times are stored as epoch
+//! milliseconds (BIGINT) in both engines. Nothing outside this module names
+//! sqlx. This module never decides anything: the dispatcher does.
+
+use async_trait::async_trait;
+
+use crate::domain::registry::{Device, Heartbeat, Senior, VolunteerProfile, VolunteerRecord};
+use crate::domain::{
+    Alert, AlertId, DeviceId, Effects, Offer, Position, SeniorCard, SeniorId, Snapshot,
+    TimelineEvent, VolunteerId,
+};
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A referenced row does not exist (`what` names it: "senior", "volunteer").
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A conditional write found the row changed under it, e.g. a volunteer
+    /// claimed for two alerts. The transaction was rolled back.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A row holds what the code cannot read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?}: use sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+/// Which alerts a listing wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertFilter {
+    Active,
+    All,
+}
+
+/// A pending offer held by a volunteer, with its alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingOffer {
+    pub alert: Alert,
+    pub offer: Offer,
+    pub senior: SeniorCard,
+}
+
+/// The persistence the service needs, identical on both engines.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // ----- registry -----
+    async fn upsert_senior(&self, senior: &Senior) -> Result<(), StoreError>;
+    async fn get_senior(&self, id: &SeniorId) -> Result<Option<Senior>, StoreError>;
+    async fn list_seniors(&self) -> Result<Vec<Senior>, StoreError>;
+    /// Registers a band to a senior; `NotFound("senior")` if the senior is unknown.
+    async fn upsert_device(
+        &self,
+        device: &DeviceId,
+        senior: &SeniorId,
+    ) -> Result<Device, StoreError>;
+    async fn list_devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// The senior wearing a band and their home, for a press.
+    async fn device_owner(
+        &self,
+        device: &DeviceId,
+    ) -> Result<Option<(SeniorCard, Option<Position>)>, StoreError>;
+    /// Writes many heartbeats in one transaction (unknown devices are skipped).
+    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<(), StoreError>;
+    /// Creates or updates a volunteer's profile, leaving dispatch state alone.
+    async fn upsert_volunteer(&self, profile: &VolunteerProfile) -> Result<(), StoreError>;
+    async fn get_volunteer(&self, id: &VolunteerId) -> Result<Option<VolunteerRecord>, StoreError>;
+    async fn list_volunteers(&self) -> Result<Vec<VolunteerRecord>, StoreError>;
+    /// Replaces the volunteer's token hash; `NotFound("volunteer")` if unknown.
+    async fn set_volunteer_token(&self, id: &VolunteerId, hash: &str) -> Result<(), StoreError>;
+    async fn volunteer_by_token(&self, hash: &str) -> Result<Option<VolunteerId>, StoreError>;
+
+    // ----- dispatch -----
+    /// Everything the dispatcher is rebuilt from: every volunteer, every
+    /// active alert with its pending offers, events, exclusions and senior.
+    async fn load_snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// Writes all of `fx` in one transaction, or nothing. A volunteer is
+    /// claimed with a conditional update: `Conflict` if already busy with
+    /// another alert.
+    async fn commit(&self, fx: &Effects) -> Result<(), StoreError>;
+    /// `Some(alert)` if this band event was already taken into account.
+    async fn find_ingested(
+        &self,
+        device: &DeviceId,
+        event: &crate::domain::EventId,
+    ) -> Result<Option<Option<AlertId>>, StoreError>;
+
+    // ----- reads -----
+    /// An alert with its pending offers.
+    async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>, StoreError>;
+    async fn timeline(&self, id: &AlertId) -> Result<Vec<TimelineEvent>, StoreError>;
+    /// Newest (by `pressed_at`, then id) first.
+    async fn list_alerts(&self, filter: AlertFilter, limit: u32) -> Result<Vec<Alert>, StoreError>;
+    /// Was this alert ever offered to (or assigned) this volunteer?
+    async fn was_offered(
+        &self,
+        alert: &AlertId,
+        volunteer: &VolunteerId,
+    ) -> Result<bool, StoreError>;
+    /// The volunteer's pending offers.
+    async fn pending_offers(
+        &self,
+        volunteer: &VolunteerId,
+    ) -> Result<Vec<PendingOffer>, StoreError>;
+    /// Alerts pressed in `[from, to)`, for the SLA report.
+    async fn alerts_pressed_between(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<Alert>, StoreError>;
+}
+
+/// Opens the store a database URL names, creating a SQLite file if missing,
+/// and runs its migrations.
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

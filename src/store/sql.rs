@@ -1,0 +1,1137 @@
+//! What the two SQL engines share: the statements, the raw row types, the
+//! conversions between rows and domain types, and [`impl_store!`], which
+//! writes the whole [`Store`](super::Store) implementation once for a given
+//! sqlx database.
+//!
+//! The statements are plain SQL that SQLite and PostgreSQL both accept
+//! (`$n` parameters, `ON CONFLICT`, `RETURNING`, partial indexes). Rows are
+//! read into structs of primitive columns (`String`, `i64`, `f64`, `bool`)
+//! and only then turned into domain types, so a bad value becomes
+//! [`StoreError::Corrupt`], never a panic. Nothing here decides anything.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::str::FromStr;
+
+use chrono::DateTime;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::StoreError;
+use crate::domain::registry::{Device, Senior, VolunteerProfile, VolunteerRecord};
+use crate::domain::{
+    ActiveAlert, Alert, AlertId, EventId, IdError, Offer, OfferOutcome, Position, SeniorCard,
+    SeniorId, Snapshot, TimelineEvent, Timestamp, Volunteer, VolunteerId,
+};
+
+// ----- statements ---------------------------------------------------------
+
+/// The columns of an alert and of its senior's card.
+macro_rules! select_alerts {
+    () => {
+        "SELECT a.id, a.device_id, a.senior_id, a.kind, a.state, a.lat, a.lon, \
+         a.pressed_at, a.received_at, a.volunteer_id, a.accepted_at, a.on_scene_at, \
+         a.resolved_at, a.cancelled_at, a.response_deadline, a.arrival_deadline, \
+         a.response_breached, a.arrival_breached, a.escalated, a.arrival_at_risk, \
+         a.event_id, a.outcome, \
+         s.name AS senior_name, s.address AS senior_address, s.notes AS senior_notes \
+         FROM alerts a JOIN seniors s ON s.id = a.senior_id"
+    };
+}
+
+macro_rules! select_offers {
+    () => {
+        "SELECT o.alert_id, o.volunteer_id, o.offered_at, o.expires_at, o.distance_m, \
+         o.eta_s, o.outcome FROM offers o"
+    };
+}
+
+/// The states of an active alert, as SQL (matches the partial index).
+macro_rules! active_states {
+    () => {
+        "('open', 'offered', 'accepted', 'on_scene')"
+    };
+}
+
+/// Newest first, at most `$1`.
+macro_rules! newest_first {
+    () => {
+        " ORDER BY a.pressed_at DESC, a.id DESC LIMIT $1"
+    };
+}
+
+/// The order pending offers are listed in.
+macro_rules! offer_order {
+    () => {
+        " ORDER BY o.alert_id, o.offered_at, o.volunteer_id"
+    };
+}
+
+pub(super) const PING: &str = "SELECT 1";
+
+pub(super) const UPSERT_SENIOR: &str = "INSERT INTO seniors \
+     (id, name, address, home_lat, home_lon, grid, notes, contacts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, address = excluded.address, \
+     home_lat = excluded.home_lat, home_lon = excluded.home_lon, grid = excluded.grid, \
+     notes = excluded.notes, contacts = excluded.contacts";
+macro_rules! select_seniors {
+    () => {
+        "SELECT id, name, address, home_lat, home_lon, grid, notes, contacts FROM seniors"
+    };
+}
+pub(super) const GET_SENIOR: &str = concat!(select_seniors!(), " WHERE id = $1");
+pub(super) const LIST_SENIORS: &str = concat!(select_seniors!(), " ORDER BY id");
+
+macro_rules! device_columns {
+    () => {
+        "device_id, senior_id, last_seen, battery, lat, lon"
+    };
+}
+pub(super) const UPSERT_DEVICE: &str = concat!(
+    "INSERT INTO devices (device_id, senior_id) VALUES ($1, $2) \
+     ON CONFLICT (device_id) DO UPDATE SET senior_id = excluded.senior_id RETURNING ",
+    device_columns!()
+);
+pub(super) const LIST_DEVICES: &str = concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices ORDER BY device_id"
+);
+pub(super) const DEVICE_OWNER: &str = "SELECT s.id, s.name, s.address, s.home_lat, s.home_lon, \
+     s.grid, s.notes, s.contacts FROM devices d JOIN seniors s ON s.id = d.senior_id \
+     WHERE d.device_id = $1";
+/// A heartbeat older than the last one seen is skipped; battery and
+/// position are kept when the beat does not carry them.
+pub(super) const HEARTBEAT: &str = "UPDATE devices SET last_seen = $2, \
+     battery = COALESCE($3, battery), lat = COALESCE($4, lat), lon = COALESCE($5, lon) \
+     WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2)";
+
+pub(super) const UPSERT_VOLUNTEER: &str = "INSERT INTO volunteers \
+     (id, name, phone, grid, skills) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, phone = excluded.phone, \
+     grid = excluded.grid, skills = excluded.skills";
+macro_rules! select_volunteers {
+    () => {
+        "SELECT id, name, phone, grid, skills, on_duty, lat, lon, location_at, busy_alert \
+         FROM volunteers"
+    };
+}
+pub(super) const GET_VOLUNTEER: &str = concat!(select_volunteers!(), " WHERE id = $1");
+pub(super) const LIST_VOLUNTEERS: &str = concat!(select_volunteers!(), " ORDER BY id");
+pub(super) const SET_TOKEN: &str = "INSERT INTO volunteer_tokens (volunteer_id, token_hash) \
+     VALUES ($1, $2) ON CONFLICT (volunteer_id) DO UPDATE SET token_hash = excluded.token_hash";
+pub(super) const VOLUNTEER_BY_TOKEN: &str =
+    "SELECT volunteer_id AS id FROM volunteer_tokens WHERE token_hash = $1";
+
+pub(super) const UPSERT_ALERT: &str = "INSERT INTO alerts \
+     (id, device_id, senior_id, kind, state, lat, lon, pressed_at, received_at, volunteer_id, \
+     accepted_at, on_scene_at, resolved_at, cancelled_at, response_deadline, arrival_deadline, \
+     response_breached, arrival_breached, escalated, arrival_at_risk, event_id, outcome) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21, $22) \
+     ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, \
+     senior_id = excluded.senior_id, kind = excluded.kind, state = excluded.state, \
+     lat = excluded.lat, lon = excluded.lon, pressed_at = excluded.pressed_at, \
+     received_at = excluded.received_at, volunteer_id = excluded.volunteer_id, \
+     accepted_at = excluded.accepted_at, on_scene_at = excluded.on_scene_at, \
+     resolved_at = excluded.resolved_at, cancelled_at = excluded.cancelled_at, \
+     response_deadline = excluded.response_deadline, \
+     arrival_deadline = excluded.arrival_deadline, \
+     response_breached = excluded.response_breached, \
+     arrival_breached = excluded.arrival_breached, escalated = excluded.escalated, \
+     arrival_at_risk = excluded.arrival_at_risk, event_id = excluded.event_id, \
+     outcome = excluded.outcome";
+pub(super) const UPSERT_OFFER: &str = "INSERT INTO offers \
+     (alert_id, volunteer_id, offered_at, expires_at, distance_m, eta_s, outcome, closed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (alert_id, volunteer_id) DO UPDATE SET offered_at = excluded.offered_at, \
+     expires_at = excluded.expires_at, distance_m = excluded.distance_m, \
+     eta_s = excluded.eta_s, outcome = excluded.outcome, closed_at = excluded.closed_at";
+pub(super) const INSERT_TIMELINE: &str = "INSERT INTO timeline \
+     (alert_id, at, kind, volunteer_id, distance_m, eta_s, actor, reason, outcome, note, \
+     event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+/// The atomic claim: a volunteer busy with another alert is not taken.
+/// The cast keeps `$5 IS NULL` typed on PostgreSQL and is valid SQLite.
+pub(super) const CLAIM_VOLUNTEER: &str = "UPDATE volunteers SET on_duty = $2, lat = $3, \
+     lon = $4, location_at = $6, busy_alert = $5 WHERE id = $1 \
+     AND (busy_alert IS NULL OR busy_alert = $5 OR CAST($5 AS TEXT) IS NULL)";
+pub(super) const INSERT_INGESTED: &str = "INSERT INTO ingested_events \
+     (device_id, event_id, alert_id, at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (device_id, event_id) DO NOTHING";
+pub(super) const FIND_INGESTED: &str =
+    "SELECT alert_id AS id FROM ingested_events WHERE device_id = $1 AND event_id = $2";
+
+pub(super) const TIMELINE: &str = "SELECT at, kind, volunteer_id, distance_m, eta_s, actor, \
+     reason, outcome, note, event_id FROM timeline WHERE alert_id = $1 ORDER BY seq";
+
+/// Declares `$alerts`, the alerts `WHERE $cond $order` (their columns and
+/// their senior's card), and `$offers`, the pending offers of the same
+/// alerts: one statement each, whatever the number of alerts.
+macro_rules! alerts_and_offers {
+    ($alerts:ident, $offers:ident, where [$($cond:expr),+], $order:expr) => {
+        pub(super) const $alerts: &str = concat!(select_alerts!(), " WHERE ", $($cond,)+ $order);
+        pub(super) const $offers: &str = concat!(
+            select_offers!(),
+            " WHERE o.outcome IS NULL AND o.alert_id IN (SELECT a.id FROM alerts a WHERE ",
+            $($cond,)+
+            $order,
+            ")",
+            offer_order!()
+        );
+    };
+}
+
+alerts_and_offers!(GET_ALERT, GET_ALERT_OFFERS, where ["a.id = $1"], "");
+alerts_and_offers!(
+    LIST_ACTIVE,
+    LIST_ACTIVE_OFFERS,
+    where ["a.state IN ", active_states!()],
+    newest_first!()
+);
+alerts_and_offers!(LIST_ALL, LIST_ALL_OFFERS, where ["1 = 1"], newest_first!());
+alerts_and_offers!(
+    PENDING_ALERTS,
+    PENDING_ALERTS_OFFERS,
+    where [
+        "a.id IN (SELECT h.alert_id FROM offers h WHERE h.volunteer_id = $1 AND h.outcome IS NULL)"
+    ],
+    " ORDER BY a.pressed_at, a.id"
+);
+alerts_and_offers!(
+    PRESSED_BETWEEN,
+    PRESSED_BETWEEN_OFFERS,
+    where ["a.pressed_at >= $1 AND a.pressed_at < $2"],
+    " ORDER BY a.pressed_at, a.id"
+);
+
+pub(super) const WAS_OFFERED: &str = "SELECT \
+     (SELECT COUNT(*) FROM offers WHERE alert_id = $1 AND volunteer_id = $2) \
+     + (SELECT COUNT(*) FROM alerts WHERE id = $1 AND volunteer_id = $2)";
+
+pub(super) const SNAPSHOT_VOLUNTEERS: &str = LIST_VOLUNTEERS;
+pub(super) const SNAPSHOT_ALERTS: &str = concat!(
+    select_alerts!(),
+    " WHERE a.state IN ",
+    active_states!(),
+    " ORDER BY a.pressed_at, a.id"
+);
+/// Every offer (any outcome) of every active alert.
+pub(super) const SNAPSHOT_OFFERS: &str = concat!(
+    select_offers!(),
+    " JOIN alerts a ON a.id = o.alert_id WHERE a.state IN ",
+    active_states!(),
+    offer_order!()
+);
+pub(super) const SNAPSHOT_EVENTS: &str = concat!(
+    "SELECT e.alert_id, e.event_id FROM ingested_events e \
+     JOIN alerts a ON a.id = e.alert_id WHERE a.state IN ",
+    active_states!()
+);
+
+// ----- conversions --------------------------------------------------------
+
+pub(super) fn corrupt(what: impl Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Epoch milliseconds, as stored.
+pub(super) fn ms(ts: &Timestamp) -> i64 {
+    ts.timestamp_millis()
+}
+
+fn ts(ms: i64) -> Result<Timestamp, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("time {ms} ms")))
+}
+
+fn ts_opt(ms: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    ms.map(ts).transpose()
+}
+
+fn id<T: TryFrom<String, Error = IdError>>(what: &str, s: String) -> Result<T, StoreError> {
+    T::try_from(s.clone()).map_err(|e| corrupt(format!("{what} {s:?}: {e}")))
+}
+
+fn id_opt<T: TryFrom<String, Error = IdError>>(
+    what: &str,
+    s: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    s.map(|s| id(what, s)).transpose()
+}
+
+fn name<T: FromStr>(s: &str) -> Result<T, StoreError>
+where
+    T::Err: Display,
+{
+    s.parse().map_err(corrupt)
+}
+
+fn small<T: TryFrom<i64>>(what: &str, n: i64) -> Result<T, StoreError> {
+    T::try_from(n).map_err(|_| corrupt(format!("{what} {n} out of range")))
+}
+
+fn small_opt<T: TryFrom<i64>>(what: &str, n: Option<i64>) -> Result<Option<T>, StoreError> {
+    n.map(|n| small(what, n)).transpose()
+}
+
+fn position(lat: Option<f64>, lon: Option<f64>) -> Result<Option<Position>, StoreError> {
+    match (lat, lon) {
+        (Some(lat), Some(lon)) => Position::new(lat, lon).map(Some).map_err(corrupt),
+        (None, None) => Ok(None),
+        _ => Err(corrupt("a position with only one coordinate")),
+    }
+}
+
+/// A list as JSON text.
+pub(super) fn to_json<T: Serialize>(list: &[T]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(corrupt)
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(s).map_err(corrupt)
+}
+
+/// Maps a foreign key violation to `NotFound(what)`, for writes whose only
+/// reference is `what`.
+pub(super) fn fk_to_not_found(e: sqlx::Error, what: &'static str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound(what),
+        _ => StoreError::Database(e),
+    }
+}
+
+// ----- rows ---------------------------------------------------------------
+
+/// A raw row that reads back as a domain value.
+pub(super) trait IntoDomain {
+    type Out;
+    fn into_domain(self) -> Result<Self::Out, StoreError>;
+}
+
+/// The domain value of an optional row.
+pub(super) fn one<R: IntoDomain>(row: Option<R>) -> Result<Option<R::Out>, StoreError> {
+    row.map(R::into_domain).transpose()
+}
+
+/// The domain values of rows, in order.
+pub(super) fn all<R: IntoDomain>(rows: Vec<R>) -> Result<Vec<R::Out>, StoreError> {
+    rows.into_iter().map(R::into_domain).collect()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct SeniorRow {
+    id: String,
+    name: String,
+    address: Option<String>,
+    home_lat: Option<f64>,
+    home_lon: Option<f64>,
+    grid: Option<String>,
+    notes: Option<String>,
+    contacts: String,
+}
+
+impl IntoDomain for SeniorRow {
+    type Out = Senior;
+    fn into_domain(self) -> Result<Senior, StoreError> {
+        Ok(Senior {
+            id: id("senior id", self.id)?,
+            home: position(self.home_lat, self.home_lon)?,
+            contacts: from_json(&self.contacts)?,
+            name: self.name,
+            address: self.address,
+            grid: self.grid,
+            notes: self.notes,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct DeviceRow {
+    device_id: String,
+    senior_id: String,
+    last_seen: Option<i64>,
+    battery: Option<i64>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+}
+
+impl IntoDomain for DeviceRow {
+    type Out = Device;
+    fn into_domain(self) -> Result<Device, StoreError> {
+        Ok(Device {
+            device_id: id("device id", self.device_id)?,
+            senior_id: id("senior id", self.senior_id)?,
+            last_seen: ts_opt(self.last_seen)?,
+            battery: small_opt("battery", self.battery)?,
+            lat: self.lat,
+            lon: self.lon,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct VolunteerRow {
+    id: String,
+    name: String,
+    phone: Option<String>,
+    grid: Option<String>,
+    skills: String,
+    on_duty: bool,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    location_at: Option<i64>,
+    busy_alert: Option<String>,
+}
+
+impl IntoDomain for VolunteerRow {
+    type Out = VolunteerRecord;
+    fn into_domain(self) -> Result<VolunteerRecord, StoreError> {
+        let busy_alert: Option<AlertId> = id_opt("alert id", self.busy_alert)?;
+        Ok(VolunteerRecord {
+            profile: VolunteerProfile {
+                id: id("volunteer id", self.id)?,
+                name: self.name,
+                phone: self.phone,
+                grid: self.grid,
+                skills: from_json(&self.skills)?,
+            },
+            on_duty: self.on_duty,
+            busy: busy_alert.is_some(),
+            busy_alert,
+            lat: self.lat,
+            lon: self.lon,
+            location_at: ts_opt(self.location_at)?,
+        })
+    }
+}
+
+impl VolunteerRow {
+    /// As the dispatcher sees the volunteer (no pending offer yet).
+    fn into_volunteer(self) -> Result<Volunteer, StoreError> {
+        Ok(Volunteer {
+            id: id("volunteer id", self.id)?,
+            name: self.name,
+            on_duty: self.on_duty,
+            position: position(self.lat, self.lon)?,
+            location_at: ts_opt(self.location_at)?,
+            busy_alert: id_opt("alert id", self.busy_alert)?,
+            pending_offer: None,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AlertRow {
+    id: String,
+    device_id: String,
+    senior_id: String,
+    kind: String,
+    state: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    pressed_at: i64,
+    received_at: i64,
+    volunteer_id: Option<String>,
+    accepted_at: Option<i64>,
+    on_scene_at: Option<i64>,
+    resolved_at: Option<i64>,
+    cancelled_at: Option<i64>,
+    response_deadline: i64,
+    arrival_deadline: i64,
+    response_breached: bool,
+    arrival_breached: bool,
+    escalated: bool,
+    arrival_at_risk: bool,
+    event_id: String,
+    outcome: Option<String>,
+    senior_name: String,
+    senior_address: Option<String>,
+    senior_notes: Option<String>,
+}
+
+impl AlertRow {
+    /// The alert (with no offers yet) and its senior's card.
+    fn into_alert(self) -> Result<(Alert, SeniorCard), StoreError> {
+        let senior_id: SeniorId = id("senior id", self.senior_id)?;
+        let senior = SeniorCard {
+            id: senior_id.clone(),
+            name: self.senior_name,
+            address: self.senior_address,
+            notes: self.senior_notes,
+        };
+        let alert = Alert {
+            id: id("alert id", self.id)?,
+            device_id: id("device id", self.device_id)?,
+            senior_id,
+            kind: name(&self.kind)?,
+            state: name(&self.state)?,
+            lat: self.lat,
+            lon: self.lon,
+            pressed_at: ts(self.pressed_at)?,
+            received_at: ts(self.received_at)?,
+            volunteer_id: id_opt("volunteer id", self.volunteer_id)?,
+            accepted_at: ts_opt(self.accepted_at)?,
+            on_scene_at: ts_opt(self.on_scene_at)?,
+            resolved_at: ts_opt(self.resolved_at)?,
+            cancelled_at: ts_opt(self.cancelled_at)?,
+            response_deadline: ts(self.response_deadline)?,
+            arrival_deadline: ts(self.arrival_deadline)?,
+            response_breached: self.response_breached,
+            arrival_breached: self.arrival_breached,
+            escalated: self.escalated,
+            arrival_at_risk: self.arrival_at_risk,
+            event_id: id("event id", self.event_id)?,
+            outcome: self.outcome,
+            offers: Vec::new(),
+        };
+        Ok((alert, senior))
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct OfferRow {
+    alert_id: String,
+    volunteer_id: String,
+    offered_at: i64,
+    expires_at: i64,
+    distance_m: i64,
+    eta_s: i64,
+    outcome: Option<String>,
+}
+
+impl OfferRow {
+    fn outcome(&self) -> Result<Option<OfferOutcome>, StoreError> {
+        self.outcome.as_deref().map(name).transpose()
+    }
+
+    fn into_offer(self) -> Result<Offer, StoreError> {
+        Ok(Offer {
+            volunteer_id: id("volunteer id", self.volunteer_id)?,
+            offered_at: ts(self.offered_at)?,
+            expires_at: ts(self.expires_at)?,
+            distance_m: small("distance_m", self.distance_m)?,
+            eta_s: small("eta_s", self.eta_s)?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct TimelineRow {
+    at: i64,
+    kind: String,
+    volunteer_id: Option<String>,
+    distance_m: Option<i64>,
+    eta_s: Option<i64>,
+    actor: Option<String>,
+    reason: Option<String>,
+    outcome: Option<String>,
+    note: Option<String>,
+    event_id: Option<String>,
+}
+
+impl IntoDomain for TimelineRow {
+    type Out = TimelineEvent;
+    fn into_domain(self) -> Result<TimelineEvent, StoreError> {
+        Ok(TimelineEvent {
+            at: ts(self.at)?,
+            kind: name(&self.kind)?,
+            volunteer_id: id_opt("volunteer id", self.volunteer_id)?,
+            distance_m: small_opt("distance_m", self.distance_m)?,
+            eta_s: small_opt("eta_s", self.eta_s)?,
+            by: self.actor,
+            reason: self.reason,
+            outcome: self.outcome,
+            note: self.note,
+            event_id: id_opt("event id", self.event_id)?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct EventRow {
+    alert_id: String,
+    event_id: String,
+}
+
+/// The one column of a lookup by id.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct IdRow {
+    pub(super) id: Option<String>,
+}
+
+impl IdRow {
+    pub(super) fn parse<T: TryFrom<String, Error = IdError>>(
+        self,
+        what: &str,
+    ) -> Result<Option<T>, StoreError> {
+        id_opt(what, self.id)
+    }
+}
+
+// ----- assembling ---------------------------------------------------------
+
+/// Groups pending offer rows (ordered by alert, then `offered_at`) by alert.
+fn pending_by_alert(offers: Vec<OfferRow>) -> Result<HashMap<String, Vec<Offer>>, StoreError> {
+    let mut by_alert: HashMap<String, Vec<Offer>> = HashMap::new();
+    for row in offers {
+        if row.outcome.is_none() {
+            let key = row.alert_id.clone();
+            by_alert.entry(key).or_default().push(row.into_offer()?);
+        }
+    }
+    Ok(by_alert)
+}
+
+/// Alerts with their pending offers and their senior's card, in the order
+/// of `alerts`.
+pub(super) fn with_offers(
+    alerts: Vec<AlertRow>,
+    offers: Vec<OfferRow>,
+) -> Result<Vec<(Alert, SeniorCard)>, StoreError> {
+    let mut pending = pending_by_alert(offers)?;
+    alerts
+        .into_iter()
+        .map(|row| {
+            let (mut alert, senior) = row.into_alert()?;
+            alert.offers = pending.remove(alert.id.as_str()).unwrap_or_default();
+            Ok((alert, senior))
+        })
+        .collect()
+}
+
+/// The dispatcher's state from the rows of [`SNAPSHOT_VOLUNTEERS`],
+/// [`SNAPSHOT_ALERTS`], [`SNAPSHOT_OFFERS`] and [`SNAPSHOT_EVENTS`].
+pub(super) fn snapshot(
+    volunteers: Vec<VolunteerRow>,
+    alerts: Vec<AlertRow>,
+    offers: Vec<OfferRow>,
+    events: Vec<EventRow>,
+) -> Result<Snapshot, StoreError> {
+    let mut offered: HashMap<String, HashSet<VolunteerId>> = HashMap::new();
+    let mut excluded: HashMap<String, HashSet<VolunteerId>> = HashMap::new();
+    for row in &offers {
+        let volunteer: VolunteerId = id("volunteer id", row.volunteer_id.clone())?;
+        if matches!(
+            row.outcome()?,
+            Some(OfferOutcome::Declined | OfferOutcome::Expired)
+        ) {
+            excluded
+                .entry(row.alert_id.clone())
+                .or_default()
+                .insert(volunteer.clone());
+        }
+        offered
+            .entry(row.alert_id.clone())
+            .or_default()
+            .insert(volunteer);
+    }
+    let mut seen: HashMap<String, HashSet<EventId>> = HashMap::new();
+    for row in events {
+        let event = id("event id", row.event_id)?;
+        seen.entry(row.alert_id).or_default().insert(event);
+    }
+    let alerts = with_offers(alerts, offers)?
+        .into_iter()
+        .map(|(alert, senior)| {
+            let key = alert.id.as_str();
+            ActiveAlert {
+                events: seen.remove(key).unwrap_or_default(),
+                excluded: excluded.remove(key).unwrap_or_default(),
+                offered: offered.remove(key).unwrap_or_default(),
+                alert,
+                senior,
+            }
+        })
+        .collect();
+    let volunteers = volunteers
+        .into_iter()
+        .map(VolunteerRow::into_volunteer)
+        .collect::<Result<_, _>>()?;
+    Ok(Snapshot { volunteers, alerts })
+}
+
+/// A volunteer's pending offers, each with its alert.
+pub(super) fn pending_offers(
+    volunteer: &VolunteerId,
+    alerts: Vec<AlertRow>,
+    offers: Vec<OfferRow>,
+) -> Result<Vec<super::PendingOffer>, StoreError> {
+    let mut out = Vec::new();
+    for (alert, senior) in with_offers(alerts, offers)? {
+        if let Some(offer) = alert.pending_offer(volunteer).cloned() {
+            out.push(super::PendingOffer {
+                alert,
+                offer,
+                senior,
+            });
+        }
+    }
+    Ok(out)
+}
+
+// ----- the implementation -------------------------------------------------
+
+/// Writes `impl Store for $store`, whose field `pool` is a
+/// `sqlx::Pool<$db>`. `$read_begin` (an `Option<&'static str>`) is run first
+/// in `load_snapshot`'s transaction, so that its reads share one view of
+/// the database (PostgreSQL needs REPEATABLE READ for that; a SQLite
+/// transaction already reads from one snapshot).
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $read_begin:expr) => {
+        // A block of its own, so the names below are imported once, here.
+        const _: () = {
+            use $crate::domain::registry::{
+                Device, Heartbeat, Senior, VolunteerProfile, VolunteerRecord,
+            };
+            use $crate::domain::{
+                Alert, AlertId, DeviceId, Effects, EventId, Position, SeniorCard, SeniorId,
+                Snapshot, TimelineEvent, Timestamp, VolunteerId,
+            };
+            use $crate::store::sql::{self, IntoDomain as _};
+            use $crate::store::{AlertFilter, PendingOffer, StoreError};
+
+            impl $store {
+                /// The row `sql` selects by the one parameter `id`, read back.
+                async fn by_id<R>(
+                    &self,
+                    sql: &'static str,
+                    id: &str,
+                ) -> Result<Option<R::Out>, StoreError>
+                where
+                    R: sql::IntoDomain
+                        + for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>
+                        + Send
+                        + Unpin,
+                {
+                    let row = sqlx::query_as::<_, R>(sql)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    sql::one(row)
+                }
+
+                /// The rows `sql` selects (with one parameter, if given), read back.
+                async fn every<R>(
+                    &self,
+                    sql: &'static str,
+                    param: Option<&str>,
+                ) -> Result<Vec<R::Out>, StoreError>
+                where
+                    R: sql::IntoDomain
+                        + for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>
+                        + Send
+                        + Unpin,
+                {
+                    let mut query = sqlx::query_as::<_, R>(sql);
+                    if let Some(param) = param {
+                        query = query.bind(param);
+                    }
+                    sql::all(query.fetch_all(&self.pool).await?)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl $crate::store::Store for $store {
+                #[tracing::instrument(skip(self), err)]
+                async fn ping(&self) -> Result<(), StoreError> {
+                    sqlx::query(sql::PING).execute(&self.pool).await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self, senior), fields(senior = %senior.id), err)]
+                async fn upsert_senior(&self, senior: &Senior) -> Result<(), StoreError> {
+                    sqlx::query(sql::UPSERT_SENIOR)
+                        .bind(senior.id.as_str())
+                        .bind(&senior.name)
+                        .bind(senior.address.as_deref())
+                        .bind(senior.home.map(|p| p.lat()))
+                        .bind(senior.home.map(|p| p.lon()))
+                        .bind(senior.grid.as_deref())
+                        .bind(senior.notes.as_deref())
+                        .bind(sql::to_json(&senior.contacts)?)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn get_senior(&self, id: &SeniorId) -> Result<Option<Senior>, StoreError> {
+                    self.by_id::<sql::SeniorRow>(sql::GET_SENIOR, id.as_str()).await
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn list_seniors(&self) -> Result<Vec<Senior>, StoreError> {
+                    self.every::<sql::SeniorRow>(sql::LIST_SENIORS, None).await
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn upsert_device(
+                    &self,
+                    device: &DeviceId,
+                    senior: &SeniorId,
+                ) -> Result<Device, StoreError> {
+                    sqlx::query_as::<_, sql::DeviceRow>(sql::UPSERT_DEVICE)
+                        .bind(device.as_str())
+                        .bind(senior.as_str())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|e| sql::fk_to_not_found(e, "senior"))?
+                        .into_domain()
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
+                    self.every::<sql::DeviceRow>(sql::LIST_DEVICES, None).await
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn device_owner(
+                    &self,
+                    device: &DeviceId,
+                ) -> Result<Option<(SeniorCard, Option<Position>)>, StoreError> {
+                    let Some(row) = sqlx::query_as::<_, sql::SeniorRow>(sql::DEVICE_OWNER)
+                        .bind(device.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?
+                    else {
+                        return Ok(None);
+                    };
+                    let senior = row.into_domain()?;
+                    let card = SeniorCard {
+                        id: senior.id,
+                        name: senior.name,
+                        address: senior.address,
+                        notes: senior.notes,
+                    };
+                    Ok(Some((card, senior.home)))
+                }
+
+                #[tracing::instrument(skip(self, beats), fields(beats = beats.len()), err)]
+                async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<(), StoreError> {
+                    if beats.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.pool.begin().await?;
+                    for beat in beats {
+                        sqlx::query(sql::HEARTBEAT)
+                            .bind(beat.device_id.as_str())
+                            .bind(sql::ms(&beat.at))
+                            .bind(beat.battery.map(i64::from))
+                            .bind(beat.position.map(|p| p.lat()))
+                            .bind(beat.position.map(|p| p.lon()))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self, profile), fields(volunteer = %profile.id), err)]
+                async fn upsert_volunteer(
+                    &self,
+                    profile: &VolunteerProfile,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::UPSERT_VOLUNTEER)
+                        .bind(profile.id.as_str())
+                        .bind(&profile.name)
+                        .bind(profile.phone.as_deref())
+                        .bind(profile.grid.as_deref())
+                        .bind(sql::to_json(&profile.skills)?)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn get_volunteer(
+                    &self,
+                    id: &VolunteerId,
+                ) -> Result<Option<VolunteerRecord>, StoreError> {
+                    self.by_id::<sql::VolunteerRow>(sql::GET_VOLUNTEER, id.as_str()).await
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn list_volunteers(&self) -> Result<Vec<VolunteerRecord>, StoreError> {
+                    self.every::<sql::VolunteerRow>(sql::LIST_VOLUNTEERS, None).await
+                }
+
+                #[tracing::instrument(skip(self, hash), err)]
+                async fn set_volunteer_token(
+                    &self,
+                    id: &VolunteerId,
+                    hash: &str,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::SET_TOKEN)
+                        .bind(id.as_str())
+                        .bind(hash)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| sql::fk_to_not_found(e, "volunteer"))?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self, hash), err)]
+                async fn volunteer_by_token(
+                    &self,
+                    hash: &str,
+                ) -> Result<Option<VolunteerId>, StoreError> {
+                    let row = sqlx::query_as::<_, sql::IdRow>(sql::VOLUNTEER_BY_TOKEN)
+                        .bind(hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row
+                        .map(|row| row.parse("volunteer id"))
+                        .transpose()?
+                        .flatten())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    if let Some(statement) = $read_begin {
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                    }
+                    let volunteers =
+                        sqlx::query_as::<_, sql::VolunteerRow>(sql::SNAPSHOT_VOLUNTEERS)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    let alerts = sqlx::query_as::<_, sql::AlertRow>(sql::SNAPSHOT_ALERTS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let offers = sqlx::query_as::<_, sql::OfferRow>(sql::SNAPSHOT_OFFERS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let events = sqlx::query_as::<_, sql::EventRow>(sql::SNAPSHOT_EVENTS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    sql::snapshot(volunteers, alerts, offers, events)
+                }
+
+                #[tracing::instrument(
+                                                        skip(self, fx),
+                                                        fields(
+                                                            alerts = fx.alerts.len(),
+                                                            offers = fx.offers.len(),
+                                                            timeline = fx.timeline.len(),
+                                                            volunteers = fx.volunteers.len(),
+                                                        ),
+                                                        err
+                                                    )]
+                async fn commit(&self, fx: &Effects) -> Result<(), StoreError> {
+                    if !fx.has_writes() {
+                        return Ok(());
+                    }
+                    let mut tx = self.pool.begin().await?;
+                    for a in &fx.alerts {
+                        sqlx::query(sql::UPSERT_ALERT)
+                            .bind(a.id.as_str())
+                            .bind(a.device_id.as_str())
+                            .bind(a.senior_id.as_str())
+                            .bind(a.kind.as_str())
+                            .bind(a.state.as_str())
+                            .bind(a.lat)
+                            .bind(a.lon)
+                            .bind(sql::ms(&a.pressed_at))
+                            .bind(sql::ms(&a.received_at))
+                            .bind(a.volunteer_id.as_ref().map(|v| v.as_str()))
+                            .bind(a.accepted_at.as_ref().map(sql::ms))
+                            .bind(a.on_scene_at.as_ref().map(sql::ms))
+                            .bind(a.resolved_at.as_ref().map(sql::ms))
+                            .bind(a.cancelled_at.as_ref().map(sql::ms))
+                            .bind(sql::ms(&a.response_deadline))
+                            .bind(sql::ms(&a.arrival_deadline))
+                            .bind(a.response_breached)
+                            .bind(a.arrival_breached)
+                            .bind(a.escalated)
+                            .bind(a.arrival_at_risk)
+                            .bind(a.event_id.as_str())
+                            .bind(a.outcome.as_deref())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for o in &fx.offers {
+                        sqlx::query(sql::UPSERT_OFFER)
+                            .bind(o.alert_id.as_str())
+                            .bind(o.volunteer_id.as_str())
+                            .bind(sql::ms(&o.offered_at))
+                            .bind(sql::ms(&o.expires_at))
+                            .bind(i64::from(o.distance_m))
+                            .bind(i64::from(o.eta_s))
+                            .bind(o.outcome.map(|x| x.as_str()))
+                            .bind(o.closed_at.as_ref().map(sql::ms))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for (alert, e) in &fx.timeline {
+                        sqlx::query(sql::INSERT_TIMELINE)
+                            .bind(alert.as_str())
+                            .bind(sql::ms(&e.at))
+                            .bind(e.kind.as_str())
+                            .bind(e.volunteer_id.as_ref().map(|v| v.as_str()))
+                            .bind(e.distance_m.map(i64::from))
+                            .bind(e.eta_s.map(i64::from))
+                            .bind(e.by.as_deref())
+                            .bind(e.reason.as_deref())
+                            .bind(e.outcome.as_deref())
+                            .bind(e.note.as_deref())
+                            .bind(e.event_id.as_ref().map(|v| v.as_str()))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    // In id order, so that two instances claiming the same
+                    // volunteers lock them in the same order (no deadlock).
+                    let mut volunteers: Vec<_> = fx.volunteers.iter().collect();
+                    volunteers.sort_by(|a, b| a.id.cmp(&b.id));
+                    for v in volunteers {
+                        let claimed = sqlx::query(sql::CLAIM_VOLUNTEER)
+                            .bind(v.id.as_str())
+                            .bind(v.on_duty)
+                            .bind(v.position.map(|p| p.lat()))
+                            .bind(v.position.map(|p| p.lon()))
+                            .bind(v.busy_alert.as_ref().map(|a| a.as_str()))
+                            .bind(v.location_at.as_ref().map(sql::ms))
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if claimed == 0 {
+                            tx.rollback().await?;
+                            return Err(StoreError::Conflict(format!(
+                                "volunteer {} is unknown or busy with another alert",
+                                v.id
+                            )));
+                        }
+                    }
+                    for i in &fx.ingested {
+                        sqlx::query(sql::INSERT_INGESTED)
+                            .bind(i.device_id.as_str())
+                            .bind(i.event_id.as_str())
+                            .bind(i.alert_id.as_ref().map(|a| a.as_str()))
+                            .bind(sql::ms(&i.at))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn find_ingested(
+                    &self,
+                    device: &DeviceId,
+                    event: &EventId,
+                ) -> Result<Option<Option<AlertId>>, StoreError> {
+                    let row = sqlx::query_as::<_, sql::IdRow>(sql::FIND_INGESTED)
+                        .bind(device.as_str())
+                        .bind(event.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(|row| row.parse("alert id")).transpose()
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>, StoreError> {
+                    let alerts = sqlx::query_as::<_, sql::AlertRow>(sql::GET_ALERT)
+                        .bind(id.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    if alerts.is_empty() {
+                        return Ok(None);
+                    }
+                    let offers = sqlx::query_as::<_, sql::OfferRow>(sql::GET_ALERT_OFFERS)
+                        .bind(id.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(sql::with_offers(alerts, offers)?
+                        .into_iter()
+                        .next()
+                        .map(|(a, _)| a))
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn timeline(&self, id: &AlertId) -> Result<Vec<TimelineEvent>, StoreError> {
+                    self.every::<sql::TimelineRow>(sql::TIMELINE, Some(id.as_str())).await
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn list_alerts(
+                    &self,
+                    filter: AlertFilter,
+                    limit: u32,
+                ) -> Result<Vec<Alert>, StoreError> {
+                    let (alerts_sql, offers_sql) = match filter {
+                        AlertFilter::Active => (sql::LIST_ACTIVE, sql::LIST_ACTIVE_OFFERS),
+                        AlertFilter::All => (sql::LIST_ALL, sql::LIST_ALL_OFFERS),
+                    };
+                    let limit = i64::from(limit);
+                    let alerts = sqlx::query_as::<_, sql::AlertRow>(alerts_sql)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let offers = sqlx::query_as::<_, sql::OfferRow>(offers_sql)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(sql::with_offers(alerts, offers)?
+                        .into_iter()
+                        .map(|(a, _)| a)
+                        .collect())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn was_offered(
+                    &self,
+                    alert: &AlertId,
+                    volunteer: &VolunteerId,
+                ) -> Result<bool, StoreError> {
+                    let (n,): (i64,) = sqlx::query_as(sql::WAS_OFFERED)
+                        .bind(alert.as_str())
+                        .bind(volunteer.as_str())
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(n > 0)
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn pending_offers(
+                    &self,
+                    volunteer: &VolunteerId,
+                ) -> Result<Vec<PendingOffer>, StoreError> {
+                    let alerts = sqlx::query_as::<_, sql::AlertRow>(sql::PENDING_ALERTS)
+                        .bind(volunteer.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let offers = sqlx::query_as::<_, sql::OfferRow>(sql::PENDING_ALERTS_OFFERS)
+                        .bind(volunteer.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    sql::pending_offers(volunteer, alerts, offers)
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn alerts_pressed_between(
+                    &self,
+                    from: Timestamp,
+                    to: Timestamp,
+                ) -> Result<Vec<Alert>, StoreError> {
+                    let alerts = sqlx::query_as::<_, sql::AlertRow>(sql::PRESSED_BETWEEN)
+                        .bind(sql::ms(&from))
+                        .bind(sql::ms(&to))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    let offers = sqlx::query_as::<_, sql::OfferRow>(sql::PRESSED_BETWEEN_OFFERS)
+                        .bind(sql::ms(&from))
+                        .bind(sql::ms(&to))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(sql::with_offers(alerts, offers)?
+                        .into_iter()
+                        .map(|(a, _)| a)
+                        .collect())
+                }
+            }
+        };
+    };
+}
+
+pub(super) use impl_store;

@@ -1,0 +1,494 @@
+//! What the integration tests share: `spawn_app` starts the real
+//! application on free ports with its own database and its own MQTT client
+//! id, on one of two backends:
+//! - SQLite + the embedded broker (always), and
+//! - PostgreSQL + an external broker (Mosquitto), from
+//!   `ONEPRESS_TEST_DATABASE_URL` and `ONEPRESS_TEST_MQTT_URL`. Outside CI a
+//!   missing variable skips that variant with a note; with `CI` set it fails.
+//!
+//! `Mqtt` is a real MQTT client playing a band or a phone.
+
+#![allow(dead_code)]
+
+pub mod db;
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use onepress::app::Application;
+use onepress::config::{Secret, Settings};
+
+pub const MQTT_ENV: &str = "ONEPRESS_TEST_MQTT_URL";
+
+/// Which store and broker an app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    SqliteEmbedded,
+    PostgresMosquitto,
+}
+
+/// Runs a scenario `async fn name(backend: Backend)` on both backends, as
+/// `name::sqlite_embedded` and `name::postgres_mosquitto`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_embedded() {
+                    super::$name($crate::common::Backend::SqliteEmbedded).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_mosquitto() {
+                    super::$name($crate::common::Backend::PostgresMosquitto).await
+                }
+            }
+        )*
+    };
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty())
+}
+
+/// The external broker's URL, or None (skip) outside CI.
+pub fn external_mqtt_url() -> Option<String> {
+    match std::env::var(MQTT_ENV) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if in_ci() => {
+            panic!("CI must test an external broker: set {MQTT_ENV} (e.g. mqtt://127.0.0.1:1883)")
+        }
+        _ => None,
+    }
+}
+
+/// A unique, contract-valid id with a readable prefix.
+pub fn unique(prefix: &str) -> String {
+    let u = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}-{}", &u[u.len() - 12..])
+}
+
+/// The database and broker settings of a backend, plus what keeps the
+/// database alive (a temp dir or a drop guard). None: skipped.
+pub async fn backend_settings(
+    backend: Backend,
+) -> Option<(Settings, Box<dyn std::any::Any + Send>)> {
+    let mut s = Settings {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        embedded_mqtt_addr: "127.0.0.1:0".parse().unwrap(),
+        mqtt_client_id: unique("onepress-test"),
+        operator_token: Some(Secret::new(unique("operator-token"))),
+        shutdown_grace: Duration::from_secs(3),
+        ..Settings::default()
+    };
+    let keep: Box<dyn std::any::Any + Send> = match backend {
+        Backend::SqliteEmbedded => {
+            let (url, dir) = db::sqlite_url().await;
+            s.database_url = url;
+            s.mqtt_url = "embedded".into();
+            Box::new(dir)
+        }
+        Backend::PostgresMosquitto => {
+            let Some(mqtt) = external_mqtt_url() else {
+                eprintln!(
+                    "skipped: set {MQTT_ENV} and {} to test PostgreSQL + Mosquitto",
+                    db::PG_ENV
+                );
+                return None;
+            };
+            let Some(url) = db::postgres_url().await else {
+                eprintln!("skipped: set {} to test PostgreSQL", db::PG_ENV);
+                return None;
+            };
+            s.database_url = url.clone();
+            s.mqtt_url = mqtt;
+            Box::new(db::DropDatabase(url))
+        }
+    };
+    Some((s, keep))
+}
+
+/// A running application and a way to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub token: String,
+    pub mqtt: (String, u16),
+    pub http: reqwest::Client,
+    pub settings: Settings,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts an app with settings adjusted by `adjust`, and waits until it is
+/// ready (store reachable, subscribed at the broker).
+pub async fn spawn_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
+    let (mut settings, keep) = backend_settings(backend).await?;
+    adjust(&mut settings);
+    let token = settings
+        .operator_token
+        .clone()
+        .unwrap()
+        .expose()
+        .to_string();
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the app builds");
+    let base = format!("http://{}", app.http_addr());
+    let mqtt = app.mqtt_addr();
+    let shutdown = app.shutdown_token();
+    let task = tokio::spawn(app.run_until_stopped());
+    let t = TestApp {
+        base,
+        token,
+        mqtt,
+        http: reqwest::Client::new(),
+        settings,
+        shutdown,
+        task: Some(task),
+        _keep: keep,
+    };
+    t.wait_ready().await;
+    Some(t)
+}
+
+impl TestApp {
+    /// A handle on a service running elsewhere (a child process).
+    pub fn external(
+        base: String,
+        token: String,
+        mqtt: (String, u16),
+        settings: Settings,
+    ) -> TestApp {
+        TestApp {
+            base,
+            token,
+            mqtt,
+            http: reqwest::Client::new(),
+            settings,
+            shutdown: CancellationToken::new(),
+            task: None,
+            _keep: Box::new(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An HTTP answer: status and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the app never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the app gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let r = tokio::time::timeout(Duration::from_secs(15), task).await;
+            let r = r
+                .expect("the app stops in time")
+                .expect("the app task ends");
+            r.expect("the app stops cleanly");
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("the request is answered");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, body }
+    }
+
+    /// As the operator.
+    pub async fn op(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.call(method, path, Some(&self.token.clone()), body)
+            .await
+    }
+
+    /// Registers a senior living at `home` with a band; returns (senior, device).
+    pub async fn senior_with_band(&self, home: Option<(f64, f64)>) -> (String, String) {
+        let senior = unique("senior");
+        let device = unique("band");
+        let mut body =
+            json!({"name": "Jiang Lan", "address": "3 Lotus Lane", "notes": "lives alone"});
+        if let Some((lat, lon)) = home {
+            body["home"] = json!({"lat": lat, "lon": lon});
+        }
+        let r = self
+            .op("PUT", &format!("/v1/seniors/{senior}"), Some(body))
+            .await;
+        assert!(r.status < 300, "senior: {r:?}");
+        let r = self
+            .op(
+                "PUT",
+                &format!("/v1/devices/{device}"),
+                Some(json!({"senior_id": senior})),
+            )
+            .await;
+        assert!(r.status < 300, "device: {r:?}");
+        (senior, device)
+    }
+
+    /// Registers a volunteer, issues a token, and if `at` is given puts
+    /// them on duty there. Returns (id, token).
+    pub async fn volunteer(&self, name: &str, at: Option<(f64, f64)>) -> (String, String) {
+        let id = unique("vol");
+        let r = self
+            .op(
+                "PUT",
+                &format!("/v1/volunteers/{id}"),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert!(r.status < 300, "volunteer: {r:?}");
+        let r = self
+            .op("POST", &format!("/v1/volunteers/{id}/token"), None)
+            .await;
+        assert_eq!(r.status, 200, "token: {r:?}");
+        let token = r.body["token"].as_str().expect("a token").to_string();
+        if let Some((lat, lon)) = at {
+            self.go_on_duty(&token, lat, lon).await;
+        }
+        (id, token)
+    }
+
+    pub async fn go_on_duty(&self, token: &str, lat: f64, lon: f64) {
+        let r = self
+            .call(
+                "PUT",
+                "/v1/me/location",
+                Some(token),
+                Some(json!({"lat": lat, "lon": lon})),
+            )
+            .await;
+        assert!(r.status < 300, "location: {r:?}");
+        let r = self
+            .call(
+                "PUT",
+                "/v1/me/duty",
+                Some(token),
+                Some(json!({"on_duty": true})),
+            )
+            .await;
+        assert!(r.status < 300, "duty: {r:?}");
+    }
+
+    pub async fn alert(&self, id: &str) -> Value {
+        let r = self.op("GET", &format!("/v1/alerts/{id}"), None).await;
+        assert_eq!(r.status, 200, "alert {id}: {r:?}");
+        r.body
+    }
+
+    /// Polls an alert until `pred` holds (or fails after `secs`).
+    pub async fn wait_alert(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let a = self.alert(id).await;
+            if pred(&a) {
+                return a;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "alert never reached the expected state: {a:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The value of a Prometheus series (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Connects a test MQTT client to the app's broker.
+    pub async fn mqtt_client(&self, name: &str) -> Mqtt {
+        Mqtt::connect(&self.mqtt.0, self.mqtt.1, name).await
+    }
+}
+
+/// A message a test client received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub body: Value,
+}
+
+/// A real MQTT client, as a band or a phone would be.
+pub struct Mqtt {
+    pub client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Received>,
+    subacks: mpsc::UnboundedReceiver<()>,
+    stop: CancellationToken,
+}
+
+impl Drop for Mqtt {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Mqtt {
+    pub async fn connect(host: &str, port: u16, name: &str) -> Mqtt {
+        let mut opts = MqttOptions::new(unique(name), host, port);
+        opts.set_keep_alive(Duration::from_secs(10))
+            .set_clean_session(true)
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (sub_tx, subacks) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = token.cancelled() => break,
+                    ev = eventloop.poll() => ev,
+                };
+                match ev {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let body = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        let _ = tx.send(Received {
+                            topic: p.topic.clone(),
+                            body,
+                        });
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = sub_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Mqtt {
+            client,
+            rx,
+            subacks,
+            stop,
+        }
+    }
+
+    /// Subscribes and waits for the broker's SUBACK.
+    pub async fn subscribe(&mut self, topic: &str) {
+        self.client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe request");
+        tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
+            .await
+            .expect("SUBACK in time");
+    }
+
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish request");
+    }
+
+    pub async fn press(&self, device: &str, event_id: &str, kind: &str, at: Option<(f64, f64)>) {
+        let mut body = json!({"event_id": event_id, "kind": kind});
+        if let Some((lat, lon)) = at {
+            body["lat"] = json!(lat);
+            body["lon"] = json!(lon);
+        }
+        self.publish(&format!("wristbands/{device}/alert"), body.to_string())
+            .await;
+    }
+
+    /// The next message on `topic` for which `pred` holds (others on the
+    /// way are skipped); fails after `secs`.
+    pub async fn expect(&mut self, topic: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(m)) if m.topic == topic && pred(&m.body) => return m.body,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the test MQTT client stopped"),
+                Err(_) => panic!("no matching message on {topic} within {secs}s"),
+            }
+        }
+    }
+
+    /// Asserts that no message matching `pred` arrives on `topic` for `ms`.
+    pub async fn expect_none(&mut self, topic: &str, ms: u64, pred: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(m)) if m.topic == topic && pred(&m.body) => {
+                    panic!("unexpected message on {topic}: {}", m.body)
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Reads a field of a JSON value as &str ("" when absent).
+pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}

@@ -1,0 +1,107 @@
+//! Bad input from a band is rejected with a reason, counted, acknowledged,
+//! and never stops the service; heartbeats update the device.
+
+use serde_json::json;
+
+use crate::common::{Backend, s, spawn_app};
+use crate::lifecycle::wait_for_device_alert;
+use crate::on_both_backends;
+
+on_both_backends!(
+    bad_input_is_counted_and_the_service_goes_on,
+    heartbeats_update_the_device
+);
+
+async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, device) = app.senior_with_band(Some((30.51, 120.68))).await;
+    let stranger = crate::common::unique("unregistered");
+    let band = app.mqtt_client("band").await;
+    let topic = format!("wristbands/{device}/alert");
+    let reasons = [
+        "too_large",
+        "not_json",
+        "invalid_field",
+        "unknown_device",
+        "nothing_to_cancel",
+    ];
+    let mut before = Vec::new();
+    for r in reasons {
+        before.push(
+            app.metric(&format!("onepress_ingest_rejected_total{{reason=\"{r}\"}}"))
+                .await,
+        );
+    }
+
+    let big = json!({"event_id": "big", "kind": "sos", "pad": "x".repeat(5000)}).to_string();
+    band.publish(&topic, big).await;
+    band.publish(&topic, "not json at all").await;
+    band.publish(
+        &topic,
+        json!({"event_id": "e", "kind": "sos", "lat": 91, "lon": 0}).to_string(),
+    )
+    .await;
+    band.press(&stranger, "e-1", "sos", None).await;
+    band.press(&device, "c-0", "cancel", None).await;
+    // A good press after all of that is still taken.
+    band.press(&device, "e-1", "sos", None).await;
+    let alert = wait_for_device_alert(&app, &device).await;
+    assert_eq!(s(&app.alert(&alert).await, "device_id"), device);
+
+    for (r, b) in reasons.iter().zip(before) {
+        let series = format!("onepress_ingest_rejected_total{{reason=\"{r}\"}}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = app.metric(&series).await;
+            if now >= b + 1.0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed at {now}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    // Nothing was created for the stranger or by the rejected messages.
+    let all = app.op("GET", "/v1/alerts?state=all", None).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 1, "{:?}", all.body);
+    app.stop().await;
+}
+
+async fn heartbeats_update_the_device(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, device) = app.senior_with_band(None).await;
+    let band = app.mqtt_client("band").await;
+    band.publish(
+        &format!("wristbands/{device}/status"),
+        json!({"battery": 15, "lat": 30.5, "lon": 120.6}).to_string(),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = app.op("GET", "/v1/devices?status=low_battery", None).await;
+        if let Some(d) = r
+            .body
+            .as_array()
+            .and_then(|l| l.iter().find(|d| s(d, "device_id") == device))
+        {
+            assert_eq!(d["battery"], json!(15));
+            assert_eq!(d["lat"], json!(30.5));
+            assert_eq!(d["online"], json!(true));
+            assert!(d["last_seen"].is_string());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "heartbeat never recorded: {:?}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}

@@ -1,0 +1,10 @@
+//! The integration tests: one binary, one module per behaviour. Each
+//! scenario runs on SQLite + the embedded broker and on PostgreSQL +
+//! Mosquitto (see `common`).
+
+mod common;
+mod http;
+mod ingest;
+mod lifecycle;
+mod restart;
+mod store;

@@ -1,0 +1,148 @@
+//! Crash and restart: the real binary is killed with SIGKILL while an alert
+//! holds a pending offer, started again on the same store, and the alert
+//! carries on: the offer expires on schedule and moves to the next
+//! volunteer, who can accept it. On PostgreSQL + Mosquitto, a press sent
+//! while the service is down is delivered to it when it comes back (the
+//! persistent session).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{Backend, Mqtt, TestApp, backend_settings, s, unique};
+use crate::lifecycle::wait_for_device_alert;
+use crate::on_both_backends;
+
+on_both_backends!(kill_9_with_an_open_alert_carries_on);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Service {
+    child: Child,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(env: &[(String, String)], dir: &std::path::Path) -> Service {
+    let child = Command::new(env!("CARGO_BIN_EXE_onepress"))
+        .arg("serve")
+        .current_dir(dir)
+        .env_remove("ONEPRESS_CONFIG")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    Service { child }
+}
+
+async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
+    let Some((settings, _keep)) = backend_settings(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = free_port();
+    let mqtt_port = free_port();
+    let token = unique("operator-token");
+    let env: Vec<(String, String)> = [
+        ("ONEPRESS_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
+        ("ONEPRESS_DATABASE_URL", settings.database_url.clone()),
+        ("ONEPRESS_MQTT_URL", settings.mqtt_url.clone()),
+        (
+            "ONEPRESS_EMBEDDED_MQTT_ADDR",
+            format!("127.0.0.1:{mqtt_port}"),
+        ),
+        ("ONEPRESS_MQTT_CLIENT_ID", settings.mqtt_client_id.clone()),
+        ("ONEPRESS_OPERATOR_TOKEN", token.clone()),
+        ("ONEPRESS_OFFER_TIMEOUT", "4s".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mqtt_addr = match backend {
+        Backend::SqliteEmbedded => ("127.0.0.1".to_string(), mqtt_port),
+        Backend::PostgresMosquitto => {
+            let url = settings.mqtt_url.trim_start_matches("mqtt://").to_string();
+            let (h, p) = url.rsplit_once(':').unwrap();
+            (h.to_string(), p.parse().unwrap())
+        }
+    };
+    // A TestApp-like handle for HTTP helpers against the child process.
+    let app = TestApp::external(
+        format!("http://127.0.0.1:{http_port}"),
+        token,
+        mqtt_addr,
+        settings,
+    );
+
+    let mut service = start(&env, dir.path());
+    app.wait_ready().await;
+    let (_, device) = app.senior_with_band(Some((30.5101, 120.6805))).await;
+    let (near, _) = app.volunteer("Near", Some((30.5111, 120.6805))).await;
+    let (far, far_token) = app.volunteer("Far", Some((30.5151, 120.6805))).await;
+    let (_, device2) = app.senior_with_band(Some((30.5101, 120.6805))).await;
+    let band = Mqtt::connect(&app.mqtt.0, app.mqtt.1, "band").await;
+    band.press(&device, "e-1", "sos", None).await;
+    let alert = wait_for_device_alert(&app, &device).await;
+    let before = app
+        .wait_alert(&alert, 10, |a| {
+            a["offers"][0]["volunteer_id"] == json!(near)
+        })
+        .await;
+
+    // SIGKILL: no chance to clean up.
+    service.child.kill().expect("kill -9");
+    service.child.wait().expect("reaped");
+    drop(band);
+
+    // A press while the service is down (kept by Mosquitto's session).
+    if backend == Backend::PostgresMosquitto {
+        let band2 = Mqtt::connect(&app.mqtt.0, app.mqtt.1, "band2").await;
+        band2.press(&device2, "e-1", "sos", None).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    service = start(&env, dir.path());
+    app.wait_ready().await;
+    let after = app.alert(&alert).await;
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["pressed_at"], before["pressed_at"]);
+    assert_eq!(after["response_deadline"], before["response_deadline"]);
+    // The pending offer expires on its original schedule and moves on.
+    let moved = app
+        .wait_alert(&alert, 15, |a| a["offers"][0]["volunteer_id"] == json!(far))
+        .await;
+    assert!(
+        moved["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| s(e, "type") == "offer_expired" && s(e, "volunteer_id") == near)
+    );
+    let r = app
+        .call(
+            "POST",
+            &format!("/v1/alerts/{alert}/accept"),
+            Some(&far_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    if backend == Backend::PostgresMosquitto {
+        // Delivered from the persistent session after the restart.
+        wait_for_device_alert(&app, &device2).await;
+    }
+    let _ = service.child.kill();
+}
