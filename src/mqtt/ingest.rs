@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use rumqttc::{AsyncClient, Publish, QoS};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -57,12 +57,35 @@ impl Ingest {
     /// is in flight (unacknowledged messages are redelivered by the broker).
     pub async fn run(self, client: AsyncClient, mut inbound: mpsc::UnboundedReceiver<Publish>) {
         let mut in_flight = FuturesOrdered::new();
+        // Per band, the completion of its latest alert message: the next one
+        // waits for it, so one band's events reach the engine in order (a
+        // cancel never overtakes the press it cancels).
+        let mut chains: HashMap<String, (u64, oneshot::Receiver<()>)> = HashMap::new();
+        let mut seq: u64 = 0;
         let mut open = true;
         loop {
             tokio::select! {
-                Some(done) = in_flight.next(), if !in_flight.is_empty() => ack(&client, done).await,
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    let Done { ack: to_ack, chain } = done;
+                    if let Some((key, s)) = chain {
+                        if chains.get(&key).is_some_and(|(latest, _)| *latest == s) {
+                            chains.remove(&key);
+                        }
+                    }
+                    ack(&client, to_ack).await;
+                }
                 message = inbound.recv(), if open && in_flight.len() < MAX_IN_FLIGHT => match message {
-                    Some(p) => in_flight.push_back(self.clone().handle(p)),
+                    Some(p) => {
+                        seq += 1;
+                        let (previous, turn) = if p.topic.ends_with("/alert") {
+                            let (tx, rx) = oneshot::channel();
+                            let previous = chains.insert(p.topic.clone(), (seq, rx)).map(|(_, rx)| rx);
+                            (previous, Some(Turn { key: p.topic.clone(), seq, done: tx }))
+                        } else {
+                            (None, None)
+                        };
+                        in_flight.push_back(self.clone().handle(p, previous, turn));
+                    }
                     None => open = false,
                 },
                 _ = self.shutdown.cancelled(), if open => open = false,
@@ -75,8 +98,18 @@ impl Ingest {
         info!("ingest stopped");
     }
 
-    /// Works on one message; returns it if it is to be acknowledged.
-    async fn handle(self, p: Publish) -> Option<Publish> {
+    /// Works on one message, after the band's previous one; says whether
+    /// to acknowledge it.
+    async fn handle(
+        self,
+        p: Publish,
+        previous: Option<oneshot::Receiver<()>>,
+        turn: Option<Turn>,
+    ) -> Done {
+        if let Some(previous) = previous {
+            // An error only means the previous one gave up (stopping).
+            let _ = previous.await;
+        }
         let done = match payload::parse(&p.topic, &p.payload) {
             Err(r) => {
                 reject(&p.topic, &r);
@@ -108,7 +141,14 @@ impl Ingest {
                 self.press(&p.topic, device, event).instrument(span).await
             }
         };
-        (done && p.qos != QoS::AtMostOnce).then_some(p)
+        let chain = turn.map(|t| {
+            let _ = t.done.send(());
+            (t.key, t.seq)
+        });
+        Done {
+            ack: (done && p.qos != QoS::AtMostOnce).then_some(p),
+            chain,
+        }
     }
 
     /// Takes a press into account; false if stopping before it could be.
@@ -202,6 +242,21 @@ impl Ingest {
         };
         let _ = self.outgoing.send(Outgoing::Band(device.clone(), notice));
     }
+}
+
+/// A message's place in its band's order.
+struct Turn {
+    key: String,
+    seq: u64,
+    done: oneshot::Sender<()>,
+}
+
+/// What became of a message.
+struct Done {
+    /// The message, if it is to be acknowledged now.
+    ack: Option<Publish>,
+    /// Its place in its band's order, to forget once it is the latest.
+    chain: Option<(String, u64)>,
 }
 
 async fn ack(client: &AsyncClient, done: Option<Publish>) {

@@ -48,7 +48,16 @@ async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
     // A good press after all of that is still taken.
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
-    assert_eq!(s(&app.alert(&alert).await, "device_id"), device);
+    let a = app.alert(&alert).await;
+    assert_eq!(s(&a, "device_id"), device);
+    // The cancel came first: it must not have overtaken the press.
+    assert_ne!(s(&a, "state"), "cancelled", "{a:#}");
+    // And a press followed at once by a cancel ends cancelled, in order.
+    let (_, quick) = app.senior_with_band(Some((30.51, 120.68))).await;
+    band.press(&quick, "p-1", "sos", None).await;
+    band.press(&quick, "p-2", "cancel", None).await;
+    let q = wait_for_device_alert(&app, &quick).await;
+    app.wait_alert(&q, 10, |a| s(a, "state") == "cancelled").await;
 
     for (r, b) in reasons.iter().zip(before) {
         let series = format!("onepress_ingest_rejected_total{{reason=\"{r}\"}}");
@@ -67,7 +76,7 @@ async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
     }
     // Nothing was created for the stranger or by the rejected messages.
     let all = app.op("GET", "/v1/alerts?state=all", None).await;
-    assert_eq!(all.body.as_array().unwrap().len(), 1, "{:?}", all.body);
+    assert_eq!(all.body.as_array().unwrap().len(), 2, "{:?}", all.body);
     app.stop().await;
 }
 
