@@ -21,6 +21,9 @@ use crate::http::{self, AppState};
 use crate::mqtt::{self, client::Target, ingest::Ingest};
 use crate::store::{self, Store};
 
+/// Where the hash of a generated operator token is kept.
+const OPERATOR_TOKEN_KEY: &str = "operator_token_sha256";
+
 /// The process-wide metrics recorder (installed once, shared by every
 /// application in the process, e.g. in tests).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -91,8 +94,20 @@ impl Application {
         let (operator_token_hash, generated_token) = match &settings.operator_token {
             Some(t) => (http::hash_token(t.expose()), None),
             None => {
+                // Generated on first start, printed once; its hash is kept.
                 let token = http::new_token();
-                (http::hash_token(&token), Some(token))
+                let hash = http::hash_token(&token);
+                let stored = store
+                    .init_meta(OPERATOR_TOKEN_KEY, &hash)
+                    .await
+                    .context("keeping the generated operator token")?;
+                let fresh = stored == hash;
+                if !fresh {
+                    info!(
+                        "using the operator token generated on first start (set ONEPRESS_OPERATOR_TOKEN to replace it)"
+                    );
+                }
+                (stored, fresh.then_some(token))
             }
         };
 
@@ -172,7 +187,8 @@ impl Application {
         self.mqtt_addr.clone()
     }
 
-    /// The operator token generated because none was configured.
+    /// The operator token generated on first start because none was
+    /// configured (None on later starts: it is printed once).
     pub fn generated_operator_token(&self) -> Option<&str> {
         self.generated_token.as_deref()
     }

@@ -63,6 +63,10 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Stores `value` under `key` unless a value is there already; returns
+    /// the value stored (the new one or the old one).
+    async fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
     // ----- registry -----
     async fn upsert_senior(&self, senior: &Senior) -> Result<(), StoreError>;
     async fn get_senior(&self, id: &SeniorId) -> Result<Option<Senior>, StoreError>;

@@ -69,6 +69,10 @@ macro_rules! offer_order {
 
 pub(super) const PING: &str = "SELECT 1";
 
+pub(super) const INIT_META: &str =
+    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+pub(super) const GET_META: &str = "SELECT value FROM meta WHERE key = $1";
+
 pub(super) const UPSERT_SENIOR: &str = "INSERT INTO seniors \
      (id, name, address, home_lat, home_lon, grid, notes, contacts) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -736,6 +740,20 @@ macro_rules! impl_store {
                 async fn ping(&self) -> Result<(), StoreError> {
                     sqlx::query(sql::PING).execute(&self.pool).await?;
                     Ok(())
+                }
+
+                #[tracing::instrument(skip(self, value), err)]
+                async fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+                    sqlx::query(sql::INIT_META)
+                        .bind(key)
+                        .bind(value)
+                        .execute(&self.pool)
+                        .await?;
+                    let (stored,): (String,) = sqlx::query_as(sql::GET_META)
+                        .bind(key)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(stored)
                 }
 
                 #[tracing::instrument(skip(self, senior), fields(senior = %senior.id), err)]

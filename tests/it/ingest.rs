@@ -57,7 +57,8 @@ async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
     band.press(&quick, "p-1", "sos", None).await;
     band.press(&quick, "p-2", "cancel", None).await;
     let q = wait_for_device_alert(&app, &quick).await;
-    app.wait_alert(&q, 10, |a| s(a, "state") == "cancelled").await;
+    app.wait_alert(&q, 10, |a| s(a, "state") == "cancelled")
+        .await;
 
     for (r, b) in reasons.iter().zip(before) {
         let series = format!("onepress_ingest_rejected_total{{reason=\"{r}\"}}");

@@ -7,4 +7,5 @@ mod http;
 mod ingest;
 mod lifecycle;
 mod restart;
+mod settings;
 mod store;
