@@ -14,7 +14,7 @@ use crate::common::{Backend, Mqtt, TestApp, backend_settings, s, unique};
 use crate::lifecycle::wait_for_device_alert;
 use crate::on_both_backends;
 
-on_both_backends!(kill_9_with_an_open_alert_carries_on);
+on_both_backends!(kill_9_with_an_open_alert_carries_on, sigterm_stops_cleanly);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -145,4 +145,52 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
         wait_for_device_alert(&app, &device2).await;
     }
     let _ = service.child.kill();
+}
+
+async fn sigterm_stops_cleanly(backend: Backend) {
+    let Some((settings, _keep)) = backend_settings(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let http_port = free_port();
+    let token = unique("operator-token");
+    let env: Vec<(String, String)> = [
+        ("ONEPRESS_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
+        ("ONEPRESS_DATABASE_URL", settings.database_url.clone()),
+        ("ONEPRESS_MQTT_URL", settings.mqtt_url.clone()),
+        (
+            "ONEPRESS_EMBEDDED_MQTT_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        ("ONEPRESS_MQTT_CLIENT_ID", settings.mqtt_client_id.clone()),
+        ("ONEPRESS_OPERATOR_TOKEN", token.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let app = TestApp::external(
+        format!("http://127.0.0.1:{http_port}"),
+        token,
+        ("127.0.0.1".into(), 0),
+        settings,
+    );
+    let mut service = start(&env, dir.path());
+    app.wait_ready().await;
+    let status = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(exit) = service.child.try_wait().expect("try_wait") {
+            assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 15 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
