@@ -293,8 +293,16 @@ pub async fn heartbeats(
         };
         if !pending.is_empty() {
             let batch: Vec<Heartbeat> = pending.drain().map(|(_, hb)| hb).collect();
-            if let Err(e) = store.record_heartbeats(&batch).await {
-                warn!(error = %e, count = batch.len(), "heartbeats not recorded (the next ones will be)");
+            match store.record_heartbeats(&batch).await {
+                Ok(unknown) => {
+                    for device in unknown {
+                        let topic = format!("wristbands/{device}/status");
+                        reject(&topic, &Reject::UnknownDevice(device));
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, count = batch.len(), "heartbeats not recorded (the next ones will be)")
+                }
             }
         }
         if stop {

@@ -83,8 +83,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device: &DeviceId,
     ) -> Result<Option<(SeniorCard, Option<Position>)>, StoreError>;
-    /// Writes many heartbeats in one transaction (unknown devices are skipped).
-    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<(), StoreError>;
+    /// Writes many heartbeats in one transaction; returns the devices that
+    /// are not registered (their heartbeats are skipped).
+    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<Vec<DeviceId>, StoreError>;
     /// Creates or updates a volunteer's profile, leaving dispatch state alone.
     async fn upsert_volunteer(&self, profile: &VolunteerProfile) -> Result<(), StoreError>;
     async fn get_volunteer(&self, id: &VolunteerId) -> Result<Option<VolunteerRecord>, StoreError>;

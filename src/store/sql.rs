@@ -111,6 +111,8 @@ pub(super) const HEARTBEAT: &str = "UPDATE devices SET last_seen = $2, \
      battery = COALESCE($3, battery), lat = COALESCE($4, lat), lon = COALESCE($5, lon) \
      WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2)";
 
+pub(super) const DEVICE_EXISTS: &str = "SELECT 1 FROM devices WHERE device_id = $1";
+
 pub(super) const UPSERT_VOLUNTEER: &str = "INSERT INTO volunteers \
      (id, name, phone, grid, skills) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, phone = excluded.phone, \
@@ -825,23 +827,39 @@ macro_rules! impl_store {
                 }
 
                 #[tracing::instrument(skip(self, beats), fields(beats = beats.len()), err)]
-                async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<(), StoreError> {
+                async fn record_heartbeats(
+                    &self,
+                    beats: &[Heartbeat],
+                ) -> Result<Vec<DeviceId>, StoreError> {
+                    let mut unknown = Vec::new();
                     if beats.is_empty() {
-                        return Ok(());
+                        return Ok(unknown);
                     }
                     let mut tx = self.pool.begin().await?;
                     for beat in beats {
-                        sqlx::query(sql::HEARTBEAT)
+                        let updated = sqlx::query(sql::HEARTBEAT)
                             .bind(beat.device_id.as_str())
                             .bind(sql::ms(&beat.at))
                             .bind(beat.battery.map(i64::from))
                             .bind(beat.position.map(|p| p.lat()))
                             .bind(beat.position.map(|p| p.lon()))
                             .execute(&mut *tx)
-                            .await?;
+                            .await?
+                            .rows_affected();
+                        if updated == 0 {
+                            // Not updated: unknown, or older than what we have.
+                            let known = sqlx::query(sql::DEVICE_EXISTS)
+                                .bind(beat.device_id.as_str())
+                                .fetch_optional(&mut *tx)
+                                .await?
+                                .is_some();
+                            if !known {
+                                unknown.push(beat.device_id.clone());
+                            }
+                        }
                     }
                     tx.commit().await?;
-                    Ok(())
+                    Ok(unknown)
                 }
 
                 #[tracing::instrument(skip(self, profile), fields(volunteer = %profile.id), err)]

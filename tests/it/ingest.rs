@@ -27,6 +27,8 @@ async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
         "unknown_device",
         "nothing_to_cancel",
     ];
+    let unknown = "onepress_ingest_rejected_total{reason=\"unknown_device\"}";
+    let unknown_before = app.metric(unknown).await;
     let mut before = Vec::new();
     for r in reasons {
         before.push(
@@ -44,6 +46,11 @@ async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
     )
     .await;
     band.press(&stranger, "e-1", "sos", None).await;
+    band.publish(
+        &format!("wristbands/{stranger}/status"),
+        r#"{"battery": 50}"#,
+    )
+    .await;
     band.press(&device, "c-0", "cancel", None).await;
     // A good press after all of that is still taken.
     band.press(&device, "e-1", "sos", None).await;
@@ -74,6 +81,15 @@ async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+    // The stranger's press and heartbeat are both counted.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.metric(unknown).await < unknown_before + 2.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "unknown heartbeat not counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // Nothing was created for the stranger or by the rejected messages.
     let all = app.op("GET", "/v1/alerts?state=all", None).await;
