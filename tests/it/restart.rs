@@ -34,6 +34,29 @@ impl Drop for Service {
     }
 }
 
+/// The variables that run the binary on the test's backend and ports.
+fn service_env(
+    settings: &onepress::config::Settings,
+    http_port: u16,
+    mqtt_port: u16,
+    token: &str,
+) -> Vec<(String, String)> {
+    [
+        ("ONEPRESS_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
+        ("ONEPRESS_DATABASE_URL", settings.database_url.clone()),
+        ("ONEPRESS_MQTT_URL", settings.mqtt_url.clone()),
+        (
+            "ONEPRESS_EMBEDDED_MQTT_ADDR",
+            format!("127.0.0.1:{mqtt_port}"),
+        ),
+        ("ONEPRESS_MQTT_CLIENT_ID", settings.mqtt_client_id.clone()),
+        ("ONEPRESS_OPERATOR_TOKEN", token.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn start(env: &[(String, String)], dir: &std::path::Path) -> Service {
     let child = Command::new(env!("CARGO_BIN_EXE_onepress"))
         .arg("serve")
@@ -55,21 +78,8 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
     let http_port = free_port();
     let mqtt_port = free_port();
     let token = unique("operator-token");
-    let env: Vec<(String, String)> = [
-        ("ONEPRESS_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
-        ("ONEPRESS_DATABASE_URL", settings.database_url.clone()),
-        ("ONEPRESS_MQTT_URL", settings.mqtt_url.clone()),
-        (
-            "ONEPRESS_EMBEDDED_MQTT_ADDR",
-            format!("127.0.0.1:{mqtt_port}"),
-        ),
-        ("ONEPRESS_MQTT_CLIENT_ID", settings.mqtt_client_id.clone()),
-        ("ONEPRESS_OPERATOR_TOKEN", token.clone()),
-        ("ONEPRESS_OFFER_TIMEOUT", "4s".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let mut env = service_env(&settings, http_port, mqtt_port, &token);
+    env.push(("ONEPRESS_OFFER_TIMEOUT".into(), "4s".into()));
     let mqtt_addr = match backend {
         Backend::SqliteEmbedded => ("127.0.0.1".to_string(), mqtt_port),
         Backend::PostgresMosquitto => {
@@ -154,20 +164,7 @@ async fn sigterm_stops_cleanly(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let http_port = free_port();
     let token = unique("operator-token");
-    let env: Vec<(String, String)> = [
-        ("ONEPRESS_HTTP_ADDR", format!("127.0.0.1:{http_port}")),
-        ("ONEPRESS_DATABASE_URL", settings.database_url.clone()),
-        ("ONEPRESS_MQTT_URL", settings.mqtt_url.clone()),
-        (
-            "ONEPRESS_EMBEDDED_MQTT_ADDR",
-            format!("127.0.0.1:{}", free_port()),
-        ),
-        ("ONEPRESS_MQTT_CLIENT_ID", settings.mqtt_client_id.clone()),
-        ("ONEPRESS_OPERATOR_TOKEN", token.clone()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = service_env(&settings, http_port, free_port(), &token);
     let app = TestApp::external(
         format!("http://127.0.0.1:{http_port}"),
         token,
