@@ -308,7 +308,9 @@ impl Alert {
 /// A message for a band: `wristbands/{device_id}/notify`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BandNotice {
-    pub alert_id: AlertId,
+    /// Null only in the `received` for a `cancel` that found no active
+    /// alert (there is nothing it belongs to).
+    pub alert_id: Option<AlertId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<EventId>,
     /// `received`, or the alert's new state.
@@ -317,6 +319,19 @@ pub struct BandNotice {
     pub volunteer_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta_s: Option<u32>,
+}
+
+impl BandNotice {
+    /// The end-to-end acknowledgement of a band event: it is stored.
+    pub fn received(alert_id: Option<AlertId>, event_id: EventId) -> Self {
+        Self {
+            alert_id,
+            event_id: Some(event_id),
+            state: "received".into(),
+            volunteer_name: None,
+            eta_s: None,
+        }
+    }
 }
 
 /// A message for a volunteer's phone: `volunteers/{volunteer_id}/offers`.

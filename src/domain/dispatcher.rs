@@ -499,7 +499,7 @@ impl Dispatcher {
         let active = self.by_device.get(&p.device_id).cloned();
         if let Some(alert_id) = &active {
             if self.alerts[alert_id].events.contains(&p.event_id) {
-                fx.outgoing.push(received(alert_id, &p));
+                fx.outgoing.push(received(Some(alert_id), &p));
                 return Reply::Press {
                     outcome: PressOutcome::Redelivered,
                     alert_id: Some(alert_id.clone()),
@@ -507,10 +507,22 @@ impl Dispatcher {
             }
         }
         match (p.kind, active) {
-            (PressKind::Cancel, None) => Reply::Press {
-                outcome: PressOutcome::NothingToCancel,
-                alert_id: None,
-            },
+            (PressKind::Cancel, None) => {
+                // Nothing to call off; still remembered (a redelivery must
+                // not cancel a later alert) and acknowledged to the band, so
+                // that it stops resending.
+                fx.ingested.push(IngestedEvent {
+                    device_id: p.device_id.clone(),
+                    event_id: p.event_id.clone(),
+                    alert_id: None,
+                    at: now,
+                });
+                fx.outgoing.push(received(None, &p));
+                Reply::Press {
+                    outcome: PressOutcome::NothingToCancel,
+                    alert_id: None,
+                }
+            }
             (PressKind::Cancel, Some(alert_id)) => {
                 self.remember_event(now, &alert_id, &p, fx);
                 let cancelled = TimelineEvent::new(now, TimelineKind::Cancelled)
@@ -554,7 +566,7 @@ impl Dispatcher {
             alert_id: Some(alert_id.clone()),
             at: now,
         });
-        fx.outgoing.push(received(alert_id, p));
+        fx.outgoing.push(received(Some(alert_id), p));
     }
 
     fn open(&mut self, now: Timestamp, p: Press, kind: PressKind, fx: &mut Effects) -> AlertId {
@@ -1416,7 +1428,7 @@ impl Dispatcher {
         fx.outgoing.push(Outgoing::Band(
             device,
             BandNotice {
-                alert_id: alert_id.clone(),
+                alert_id: Some(alert_id.clone()),
                 event_id: None,
                 state: state.as_str().to_string(),
                 volunteer_name: None,
@@ -1453,7 +1465,7 @@ impl Dispatcher {
             fx.outgoing.push(Outgoing::Band(
                 a.alert.device_id.clone(),
                 BandNotice {
-                    alert_id: alert_id.clone(),
+                    alert_id: Some(alert_id.clone()),
                     event_id: None,
                     state: a.alert.state.as_str().to_string(),
                     volunteer_name,
@@ -1484,16 +1496,10 @@ impl Dispatcher {
     }
 }
 
-fn received(alert_id: &AlertId, p: &Press) -> Outgoing {
+fn received(alert_id: Option<&AlertId>, p: &Press) -> Outgoing {
     Outgoing::Band(
         p.device_id.clone(),
-        BandNotice {
-            alert_id: alert_id.clone(),
-            event_id: Some(p.event_id.clone()),
-            state: "received".into(),
-            volunteer_name: None,
-            eta_s: None,
-        },
+        BandNotice::received(alert_id.cloned(), p.event_id.clone()),
     )
 }
 

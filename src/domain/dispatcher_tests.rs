@@ -1484,7 +1484,7 @@ fn an_accept_tells_the_band_who_is_coming_and_when() {
     w.accept(&a, "a").unwrap();
     let notices = w.band("band-1");
     assert_eq!(notices.len(), 1);
-    assert_eq!(notices[0].alert_id, a);
+    assert_eq!(notices[0].alert_id, Some(a));
     assert_eq!(notices[0].state, "accepted");
     assert_eq!(notices[0].volunteer_name.as_deref(), Some("Volunteer a"));
     assert_eq!(notices[0].eta_s, Some(300));
@@ -2294,7 +2294,7 @@ fn a_press_opens_an_alert_and_acknowledges_the_event() {
     let received = &w.band("band-1")[0];
     assert_eq!(received.state, "received");
     assert_eq!(received.event_id, Some(eid("e1")));
-    assert_eq!(received.alert_id, a);
+    assert_eq!(received.alert_id, Some(a.clone()));
     assert_eq!(
         w.fx.ingested,
         [IngestedEvent {
@@ -2445,12 +2445,24 @@ fn a_cancel_from_the_band_releases_the_volunteer_on_the_way() {
 }
 
 #[test]
-fn a_cancel_with_no_active_alert_does_nothing() {
+fn a_cancel_with_no_active_alert_changes_nothing_but_is_acknowledged() {
     let mut w = World::new();
     let p = w.press_cmd("band-1", PressKind::Cancel);
+    let event = p.clone();
     assert_eq!(w.send(p), (PressOutcome::NothingToCancel, None));
-    assert!(w.fx.is_empty(), "{:?}", w.fx);
+    assert!(w.fx.alerts.is_empty() && w.fx.timeline.is_empty() && w.fx.offers.is_empty());
     assert_eq!(w.d.active_alerts().count(), 0);
+    // Remembered, so that a redelivery cannot cancel a later alert…
+    assert_eq!(w.fx.ingested.len(), 1);
+    assert_eq!(w.fx.ingested[0].alert_id, None);
+    // …and acknowledged, so that the band stops resending it.
+    assert_eq!(
+        w.fx.outgoing,
+        vec![Outgoing::Band(
+            event.device_id.clone(),
+            BandNotice::received(None, event.event_id.clone())
+        )]
+    );
 }
 
 #[test]

@@ -184,9 +184,8 @@ impl Ingest {
             .map_err(unavailable)?
         {
             debug!("redelivered event");
-            if let Some(alert_id) = seen {
-                self.received_again(device, alert_id, event);
-            }
+            let notice = BandNotice::received(seen, event.event_id.clone());
+            let _ = self.outgoing.send(Outgoing::Band(device.clone(), notice));
             return Ok(());
         }
         let Some((senior, home)) = self.store.device_owner(device).await.map_err(unavailable)?
@@ -229,18 +228,6 @@ impl Ingest {
                 Ok(())
             }
         }
-    }
-
-    /// The band sent an event already stored: tell it `received` again.
-    fn received_again(&self, device: &DeviceId, alert_id: AlertId, event: &AlertEvent) {
-        let notice = BandNotice {
-            alert_id,
-            event_id: Some(event.event_id.clone()),
-            state: "received".into(),
-            volunteer_name: None,
-            eta_s: None,
-        };
-        let _ = self.outgoing.send(Outgoing::Band(device.clone(), notice));
     }
 }
 

@@ -22,6 +22,7 @@ on_both_backends!(
     redelivery_and_second_press_join_the_alert,
     response_deadline_breach_is_recorded_when_it_passes,
     operator_assigns_and_cancels,
+    a_cancel_with_nothing_to_cancel_is_still_acknowledged,
 );
 
 async fn press_to_resolution(backend: Backend) {
@@ -482,6 +483,34 @@ async fn operator_assigns_and_cancels(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 409, "{r:?}");
+    app.stop().await;
+}
+
+async fn a_cancel_with_nothing_to_cancel_is_still_acknowledged(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, device) = app.senior_with_band(Some(HOME)).await;
+    let mut band = app.mqtt_client("band").await;
+    let topic = format!("wristbands/{device}/notify");
+    band.subscribe(&topic).await;
+    for _ in 0..2 {
+        // The second time is a redelivery: acknowledged again.
+        band.press(&device, "c-1", "cancel", None).await;
+        let r = band
+            .expect(&topic, 10, |m| s(m, "state") == "received")
+            .await;
+        assert_eq!(s(&r, "event_id"), "c-1");
+        assert!(r["alert_id"].is_null(), "{r}");
+    }
+    // It is remembered: a later press opens an alert that the old cancel,
+    // redelivered once more, does not touch.
+    band.press(&device, "e-1", "sos", None).await;
+    let alert = wait_for_device_alert(&app, &device).await;
+    band.press(&device, "c-1", "cancel", None).await;
+    band.expect(&topic, 10, |m| s(m, "event_id") == "c-1").await;
+    let a = app.alert(&alert).await;
+    assert_ne!(s(&a, "state"), "cancelled", "{a:#}");
     app.stop().await;
 }
 
