@@ -841,7 +841,9 @@ impl Dispatcher {
         let a = self.alert_mut(alert_id);
         a.state = AlertState::Accepted;
         a.volunteer_id = Some(v.clone());
-        a.accepted_at = Some(now);
+        // The response happened at the first accept or assignment; a later
+        // reassignment does not move it (the SLA measures the first).
+        a.accepted_at.get_or_insert(now);
         a.escalated = false;
         let mut ev = TimelineEvent::new(now, TimelineKind::Assigned)
             .volunteer(v)

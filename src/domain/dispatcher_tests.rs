@@ -2982,8 +2982,8 @@ fn reassigning_an_accepted_alert_releases_the_first_volunteer() {
         w.band("band-1")[0].volunteer_name.as_deref(),
         Some("Volunteer c")
     );
-    // What the code does: the new assignment's time replaces the accept's.
-    assert_eq!(w.alert(&a).accepted_at, Some(t0() + secs(30)));
+    // The response time stays that of the first accept.
+    assert_eq!(w.alert(&a).accepted_at, Some(t0() + secs(10)));
     // "a", free again, is offered what is waiting if there is room.
     assert_eq!(w.holders(&waiting), ["b"]);
     w.decline(&waiting, "b").unwrap();
