@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,17 +24,36 @@ use crate::store::{self, Store};
 /// Where the hash of a generated operator token is kept.
 const OPERATOR_TOKEN_KEY: &str = "operator_token_sha256";
 
+/// How often histogram samples are folded into their buckets between
+/// scrapes (so that memory stays flat when nobody scrapes).
+const METRICS_UPKEEP: Duration = Duration::from_secs(10);
+
 /// The process-wide metrics recorder (installed once, shared by every
-/// application in the process, e.g. in tests).
+/// application in the process, e.g. in tests). Histograms are rendered as
+/// Prometheus histograms (`_bucket` lines) with the buckets of
+/// [`crate::telemetry`].
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    crate::telemetry::LATENCY_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("onepress_engine_batch_size".into()),
+                        crate::telemetry::BATCH_SIZE_BUCKETS,
+                    )
+                })
+                .expect("the buckets are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 warn!("a metrics recorder was already installed; /metrics may be empty");
             }
+            crate::telemetry::describe_metrics();
             handle
         })
         .clone()
@@ -115,6 +134,7 @@ impl Application {
         let mqtt_shutdown = CancellationToken::new();
         let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
         let (alerts_tx, _) = broadcast::channel(4096);
+        let live_alerts = alerts_tx.clone();
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(100_000);
 
         let sinks = Sinks {
@@ -146,17 +166,17 @@ impl Application {
         let http_addr = listener.local_addr()?;
         let grace = settings.shutdown_grace;
         let metrics = metrics_handle();
+        let upkeep_task = tokio::spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));
         let router = http::router(AppState {
             store: store.clone(),
             engine,
             settings: Arc::new(settings),
             operator_token_hash: operator_token_hash.into(),
             mqtt_connected: conn.connected,
-        })
-        .route(
-            "/metrics",
-            axum::routing::get(move || std::future::ready(metrics.render())),
-        );
+            alerts: live_alerts,
+            shutdown: shutdown.clone(),
+            metrics,
+        });
         info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");
         Ok(Self {
             http_addr,
@@ -170,6 +190,7 @@ impl Application {
                 ("engine", engine_task),
                 ("ingest", ingest_task),
                 ("heartbeats", heartbeat_task),
+                ("metrics upkeep", upkeep_task),
             ],
             publisher,
             connection: conn.task,
@@ -234,6 +255,17 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.connection).await;
         info!("onepress stopped");
         served.map_err(Into::into)
+    }
+}
+
+/// Folds histogram samples into buckets now and then, until shutdown.
+async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = every.tick() => handle.run_upkeep(),
+        }
     }
 }
 

@@ -10,9 +10,15 @@
 //! Timers are the dispatcher's; the engine sleeps until the next one and
 //! sends `Tick`. This module never parses input and never speaks MQTT or
 //! HTTP itself.
+//!
+//! What a batch did is counted (offers by outcome, breaches, the press-to-
+//! offer and press-to-accept histograms, active alerts by state) and logged
+//! (one line per changed alert, with its id and state) only once it is
+//! committed: a rolled-back batch counts nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -21,7 +27,8 @@ use tracing::{error, info, warn};
 
 use crate::domain::alert::to_millis;
 use crate::domain::{
-    Alert, Command, DispatchError, Dispatcher, Effects, Outgoing, Reply, Rules, Timestamp,
+    Alert, AlertId, AlertState, Command, DispatchError, Dispatcher, Effects, MilestoneKind,
+    Outgoing, Reply, Rules, TimelineKind, Timestamp,
 };
 use crate::store::{Store, StoreError};
 
@@ -118,6 +125,7 @@ struct EngineTask {
 impl EngineTask {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+        gauge_active(&self.dispatcher);
         loop {
             let sleep = sleep_until(self.dispatcher.next_deadline());
             tokio::select! {
@@ -153,14 +161,26 @@ impl EngineTask {
             let result = self.dispatcher.handle(now, req.command, &mut fx);
             replies.push((req.reply, result));
         }
+        if !replies.is_empty() {
+            metrics::histogram!("onepress_engine_batch_size").record(replies.len() as f64);
+        }
         if fx.has_writes() {
-            if let Err(e) = self.store.commit(&fx).await {
+            let started = Instant::now();
+            let committed = self.store.commit(&fx).await;
+            metrics::histogram!("onepress_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            if let Err(e) = committed {
                 error!(error = %e, "commit failed: the batch is undone and the dispatcher rebuilt from the store");
                 for (reply, _) in replies {
                     let _ = reply.send(Err(CallError::Unavailable(e.to_string())));
                 }
                 self.rebuild().await;
                 return;
+            }
+            count_committed(&fx);
+            log_committed(&fx);
+            if !fx.alerts.is_empty() {
+                gauge_active(&self.dispatcher);
             }
         }
         for alert in &fx.alerts {
@@ -184,6 +204,7 @@ impl EngineTask {
             match self.store.load_snapshot().await {
                 Ok(snapshot) => {
                     self.dispatcher = Dispatcher::restore(self.rules.clone(), snapshot);
+                    gauge_active(&self.dispatcher);
                     info!("dispatcher rebuilt from the store");
                     return;
                 }
@@ -194,6 +215,71 @@ impl EngineTask {
                 }
             }
         }
+    }
+}
+
+/// Counts what a committed batch did. Offers: `sent` for a new one, else
+/// how it ended.
+fn count_committed(fx: &Effects) {
+    for offer in &fx.offers {
+        let outcome = offer.outcome.map_or("sent", |o| o.as_str());
+        metrics::counter!("onepress_offers_total", "outcome" => outcome).increment(1);
+    }
+    for (_, event) in &fx.timeline {
+        let target = match event.kind {
+            TimelineKind::ResponseBreached => "response",
+            TimelineKind::ArrivalBreached => "arrival",
+            _ => continue,
+        };
+        metrics::counter!("onepress_breaches_total", "target" => target).increment(1);
+    }
+    for m in &fx.milestones {
+        let seconds = m.since_press.num_milliseconds().max(0) as f64 / 1000.0;
+        match m.kind {
+            MilestoneKind::FirstOffer => {
+                metrics::histogram!("onepress_press_to_offer_seconds").record(seconds)
+            }
+            MilestoneKind::FirstAccept => {
+                metrics::histogram!("onepress_press_to_accept_seconds").record(seconds)
+            }
+        }
+    }
+}
+
+/// One line per alert a committed batch changed: its id, its state and
+/// the timeline events the batch added, so an alert can be followed
+/// through the logs from press to resolution.
+fn log_committed(fx: &Effects) {
+    let mut events: HashMap<&AlertId, Vec<&'static str>> = HashMap::new();
+    for (id, event) in &fx.timeline {
+        events.entry(id).or_default().push(event.kind.as_str());
+    }
+    for alert in &fx.alerts {
+        let added = events
+            .get(&alert.id)
+            .map(|e| e.join(","))
+            .unwrap_or_default();
+        info!(alert_id = %alert.id, state = %alert.state, events = %added, "alert changed");
+    }
+}
+
+/// Sets `onepress_alerts_active{state}` from the dispatcher, which holds
+/// exactly the active alerts.
+fn gauge_active(dispatcher: &Dispatcher) {
+    let states = [
+        AlertState::Open,
+        AlertState::Offered,
+        AlertState::Accepted,
+        AlertState::OnScene,
+    ];
+    let mut counts = [0u32; 4];
+    for alert in dispatcher.active_alerts() {
+        if let Some(i) = states.iter().position(|s| *s == alert.state) {
+            counts[i] += 1;
+        }
+    }
+    for (state, n) in states.iter().zip(counts) {
+        metrics::gauge!("onepress_alerts_active", "state" => state.as_str()).set(f64::from(n));
     }
 }
 

@@ -54,7 +54,7 @@ pub struct UnknownName {
 macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident => $s:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -171,9 +171,10 @@ impl Actor {
 }
 
 /// One entry of an alert's append-only timeline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TimelineEvent {
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     #[serde(rename = "type")]
     pub kind: TimelineKind,
@@ -229,19 +230,21 @@ impl TimelineEvent {
 }
 
 /// A pending offer of an alert to a volunteer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Offer {
     pub volunteer_id: VolunteerId,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub offered_at: Timestamp,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     pub distance_m: u32,
     pub eta_s: u32,
 }
 
 /// What a volunteer is told about the senior in an offer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SeniorCard {
     pub id: SeniorId,
     pub name: String,
@@ -252,7 +255,7 @@ pub struct SeniorCard {
 }
 
 /// An alert as the contract shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub id: AlertId,
     pub device_id: DeviceId,
@@ -262,22 +265,30 @@ pub struct Alert {
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub pressed_at: Timestamp,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub received_at: Timestamp,
     pub volunteer_id: Option<VolunteerId>,
     #[serde(with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub accepted_at: Option<Timestamp>,
     #[serde(with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub on_scene_at: Option<Timestamp>,
     #[serde(with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at: Option<Timestamp>,
     /// When it was cancelled (an extension).
     #[serde(with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub cancelled_at: Option<Timestamp>,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub response_deadline: Timestamp,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub arrival_deadline: Timestamp,
     pub response_breached: bool,
     pub arrival_breached: bool,

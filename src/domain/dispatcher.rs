@@ -261,6 +261,26 @@ pub struct Effects {
     pub ingested: Vec<IngestedEvent>,
     /// Messages to publish once all of the above is committed.
     pub outgoing: Vec<Outgoing>,
+    /// Response milestones reached, for metrics only (nothing to write).
+    pub milestones: Vec<Milestone>,
+}
+
+/// A step of an alert's response, measured from its press, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Milestone {
+    pub alert_id: AlertId,
+    pub kind: MilestoneKind,
+    /// From `pressed_at` to the milestone.
+    pub since_press: TimeDelta,
+}
+
+/// Which step: only the first of each counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MilestoneKind {
+    /// The first offer ever made for the alert.
+    FirstOffer,
+    /// The first accept or manual assignment (`accepted_at` is set).
+    FirstAccept,
 }
 
 impl Effects {
@@ -669,8 +689,16 @@ impl Dispatcher {
         let a = self.alert_mut(alert_id);
         a.state = AlertState::Accepted;
         a.volunteer_id = Some(v.clone());
+        let first_accept = a.accepted_at.is_none().then(|| now - a.pressed_at);
         a.accepted_at = Some(now);
         a.escalated = false;
+        if let Some(since_press) = first_accept {
+            fx.milestones.push(Milestone {
+                alert_id: alert_id.clone(),
+                kind: MilestoneKind::FirstAccept,
+                since_press,
+            });
+        }
         let mut ev = TimelineEvent::new(now, TimelineKind::Accepted).volunteer(v);
         ev.distance_m = Some(offer.distance_m);
         ev.eta_s = Some(offer.eta_s);
@@ -843,8 +871,16 @@ impl Dispatcher {
         a.volunteer_id = Some(v.clone());
         // The response happened at the first accept or assignment; a later
         // reassignment does not move it (the SLA measures the first).
+        let first_accept = a.accepted_at.is_none().then(|| now - a.pressed_at);
         a.accepted_at.get_or_insert(now);
         a.escalated = false;
+        if let Some(since_press) = first_accept {
+            fx.milestones.push(Milestone {
+                alert_id: alert_id.clone(),
+                kind: MilestoneKind::FirstAccept,
+                since_press,
+            });
+        }
         let mut ev = TimelineEvent::new(now, TimelineKind::Assigned)
             .volunteer(v)
             .by(&Actor::Operator);
@@ -1160,6 +1196,13 @@ impl Dispatcher {
         };
         let senior = active.senior.clone();
         let active = self.alerts.get_mut(alert_id).expect("checked active above");
+        if active.offered.is_empty() {
+            fx.milestones.push(Milestone {
+                alert_id: alert_id.clone(),
+                kind: MilestoneKind::FirstOffer,
+                since_press: now - active.alert.pressed_at,
+            });
+        }
         active.offered.insert(v.clone());
         let a = &mut active.alert;
         a.offers.push(offer);

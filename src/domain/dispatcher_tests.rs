@@ -3765,3 +3765,60 @@ fn random_days_are_deterministic() {
     assert_eq!(a.timeline, b.timeline);
     assert_eq!(a.published, b.published);
 }
+
+// ----- milestones (for metrics) -----------------------------------------------
+
+#[test]
+fn the_first_offer_and_the_first_accept_are_milestones_once() {
+    let mut w = World::new();
+    let a = w.press("band-1");
+    assert!(w.fx.milestones.is_empty(), "nobody to offer it to yet");
+    w.advance(5);
+    w.volunteer_at("v1", 100.0);
+    assert_eq!(
+        w.fx.milestones,
+        [Milestone {
+            alert_id: a.clone(),
+            kind: MilestoneKind::FirstOffer,
+            since_press: secs(5),
+        }]
+    );
+    w.advance(3);
+    w.volunteer_at("v2", 200.0);
+    w.decline(&a, "v1").unwrap();
+    assert_eq!(w.holders(&a), ["v2"]);
+    assert!(w.fx.milestones.is_empty(), "a second offer is no milestone");
+    w.advance(2);
+    w.accept(&a, "v2").unwrap();
+    assert_eq!(
+        w.fx.milestones,
+        [Milestone {
+            alert_id: a.clone(),
+            kind: MilestoneKind::FirstAccept,
+            since_press: secs(10),
+        }]
+    );
+    w.advance(1);
+    w.assign(&a, "v1").unwrap();
+    assert!(
+        w.fx.milestones.is_empty(),
+        "a reassignment keeps the first accept"
+    );
+}
+
+#[test]
+fn a_first_assignment_is_the_first_accept() {
+    let mut w = World::new();
+    w.register("v1");
+    let a = w.press("band-1");
+    w.advance(7);
+    w.assign(&a, "v1").unwrap();
+    assert_eq!(
+        w.fx.milestones,
+        [Milestone {
+            alert_id: a,
+            kind: MilestoneKind::FirstAccept,
+            since_press: secs(7),
+        }]
+    );
+}

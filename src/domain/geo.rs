@@ -24,10 +24,12 @@ pub enum PositionError {
 }
 
 /// A WGS 84 position in decimal degrees, always within range.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "RawPosition")]
 pub struct Position {
+    #[schema(minimum = -90.0, maximum = 90.0)]
     lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     lon: f64,
 }
 

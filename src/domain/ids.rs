@@ -15,6 +15,9 @@ pub enum IdError {
     TooLong,
     #[error("may contain only letters, digits, '_' and '-'")]
     BadCharacter,
+    /// No text column of PostgreSQL can hold U+0000.
+    #[error("must not contain NUL characters")]
+    Nul,
 }
 
 /// The rule the contract sets for device, senior and volunteer ids:
@@ -30,17 +33,41 @@ fn check_slug(s: &str) -> Result<(), IdError> {
     }
 }
 
-/// Event ids are 1–64 characters of any kind (the band chooses them).
+/// Event ids are 1–64 characters of any kind (the band chooses them) but
+/// NUL, which no store can keep.
 fn check_len(s: &str) -> Result<(), IdError> {
     match s.chars().count() {
         0 => Err(IdError::Empty),
+        1..=64 if s.contains('\0') => Err(IdError::Nul),
         1..=64 => Ok(()),
         _ => Err(IdError::TooLong),
     }
 }
 
+/// The JSON schema of the contract's slug ids, for the OpenAPI document.
+pub const SLUG_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// The JSON schema of event and alert ids: anything but NUL.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// The OpenAPI schema of an id: a string of 1–64 characters, matching
+/// `pattern` when given.
+fn id_schema(
+    description: &str,
+    pattern: Option<&str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .pattern(pattern)
+        .into()
+}
+
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $check:path) => {
+    ($(#[$doc:meta])* $name:ident, $check:path, $description:literal, $pattern:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -83,33 +110,51 @@ macro_rules! id_type {
                 f.write_str(&self.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                id_schema($description, $pattern)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
 id_type!(
     /// A wristband, as it names itself in its MQTT topics.
     DeviceId,
-    check_slug
+    check_slug,
+    "A wristband's id.",
+    Some(SLUG_PATTERN)
 );
 id_type!(
     /// A senior registered with the service.
     SeniorId,
-    check_slug
+    check_slug,
+    "A senior's id.",
+    Some(SLUG_PATTERN)
 );
 id_type!(
     /// A volunteer registered with the service.
     VolunteerId,
-    check_slug
+    check_slug,
+    "A volunteer's id.",
+    Some(SLUG_PATTERN)
 );
 id_type!(
     /// A band's own id for one event, unique per device.
     EventId,
-    check_len
+    check_len,
+    "A band's id for one event, unique per device: 1-64 characters (any but NUL).",
+    Some(NO_NUL_PATTERN)
 );
 id_type!(
     /// An alert, chosen by the service (a UUIDv7, so ids sort by creation).
     AlertId,
-    check_len
+    check_len,
+    "An alert's id, chosen by the service (opaque; 1-64 characters).",
+    Some(NO_NUL_PATTERN)
 );
 
 impl AlertId {
@@ -152,6 +197,13 @@ mod tests {
         assert!(EventId::parse("a1b2-7 é/+").is_ok());
         assert_eq!(EventId::parse("é".repeat(65)), Err(IdError::TooLong));
         assert!(EventId::parse("é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn no_id_holds_a_nul() {
+        assert_eq!(EventId::parse("a\0b"), Err(IdError::Nul));
+        assert_eq!(AlertId::parse("\0"), Err(IdError::Nul));
+        assert_eq!(DeviceId::parse("a\0"), Err(IdError::Nul));
     }
 
     #[test]

@@ -10,14 +10,15 @@ pub mod geo;
 pub mod ids;
 pub mod nearby;
 pub mod registry;
+pub mod sla;
 
 pub use alert::{
     Actor, Alert, AlertKind, AlertState, BandNotice, Offer, OfferOutcome, Outgoing, PhoneMessage,
     SeniorCard, TimelineEvent, TimelineKind, Timestamp, WithdrawReason,
 };
 pub use dispatcher::{
-    ActiveAlert, Command, DispatchError, Dispatcher, Effects, IngestedEvent, OfferRecord, Press,
-    PressKind, PressOutcome, Reply, Rules, Snapshot, Volunteer,
+    ActiveAlert, Command, DispatchError, Dispatcher, Effects, IngestedEvent, Milestone,
+    MilestoneKind, OfferRecord, Press, PressKind, PressOutcome, Reply, Rules, Snapshot, Volunteer,
 };
 pub use geo::Position;
 pub use ids::{AlertId, DeviceId, EventId, IdError, SeniorId, VolunteerId};

@@ -8,14 +8,14 @@ use super::geo::Position;
 use super::ids::{DeviceId, SeniorId, VolunteerId};
 
 /// Someone to call about a senior.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contact {
     pub name: String,
     pub phone: String,
 }
 
 /// A senior living alone who wears a band.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Senior {
     pub id: SeniorId,
     pub name: String,
@@ -27,11 +27,12 @@ pub struct Senior {
 }
 
 /// A band and what its heartbeats last said.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Device {
     pub device_id: DeviceId,
     pub senior_id: SeniorId,
     #[serde(with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_seen: Option<Timestamp>,
     pub battery: Option<u8>,
     pub lat: Option<f64>,
@@ -48,7 +49,7 @@ pub struct Heartbeat {
 }
 
 /// What an operator registers about a volunteer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VolunteerProfile {
     pub id: VolunteerId,
     pub name: String,
@@ -58,7 +59,7 @@ pub struct VolunteerProfile {
 }
 
 /// A volunteer's profile with their dispatch state, as the store has it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VolunteerRecord {
     #[serde(flatten)]
     pub profile: VolunteerProfile,
@@ -69,5 +70,6 @@ pub struct VolunteerRecord {
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     #[serde(with = "ts_serde::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub location_at: Option<Timestamp>,
 }

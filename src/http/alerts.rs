@@ -22,11 +22,16 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Caller, Operator, VolunteerAuth};
 use super::error::{ApiError, Invalid, invalid_id};
 use super::extract::{ApiJson, ApiQuery, IdPath, OptionalJson};
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    Unprocessable,
+};
 use super::validate::{self, MAX_NAME_CHARS, MAX_TEXT_CHARS};
 use crate::domain::{Alert, AlertId, Command, DispatchError, Reply, TimelineEvent, VolunteerId};
 use crate::engine::CallError;
@@ -52,7 +57,7 @@ pub fn router() -> Router<AppState> {
 // ----- reads ----------------------------------------------------------------
 
 /// `?state=` of `GET /v1/alerts`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StateQuery {
     #[default]
@@ -60,9 +65,15 @@ pub enum StateQuery {
     All,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `active` (open, offered, accepted, on scene; the default) or `all`.
+    #[param(inline)]
     pub state: Option<StateQuery>,
+    /// How many alerts, newest first: 100 by default; more than 1000 is
+    /// lowered to 1000; 0 is a 422.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 4294967295_u64)]
     pub limit: Option<u32>,
 }
 
@@ -83,6 +94,23 @@ impl ListQuery {
     }
 }
 
+/// Alerts, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    tag = "alerts",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The alerts, newest first", body = [Alert]),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(state = ?query.state, limit = ?query.limit))]
 async fn list_alerts(
     _: Operator,
@@ -94,13 +122,31 @@ async fn list_alerts(
 }
 
 /// An alert with its timeline, oldest event first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AlertWithTimeline {
     #[serde(flatten)]
     pub alert: Alert,
     pub timeline: Vec<TimelineEvent>,
 }
 
+/// One alert with its timeline. A volunteer may read only an alert that was offered
+/// or assigned to them (any other: 403, whether it exists or not).
+#[utoipa::path(
+    get,
+    path = "/v1/alerts/{id}",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert and its timeline", body = AlertWithTimeline),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator", "volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id, caller = %caller.label()))]
 async fn get_alert(
     caller: Caller,
@@ -173,6 +219,25 @@ async fn not_active(state: &AppState, id: &AlertId, caller: Option<&VolunteerId>
     )
 }
 
+/// Accepts my offer: I am on my way. 409 (`offer_gone`) if my offer expired, was
+/// withdrawn or taken; 403 if it was never offered to me.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/accept",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert after the action", body = Alert),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = %v))]
 async fn accept(
     VolunteerAuth(v): VolunteerAuth,
@@ -186,6 +251,24 @@ async fn accept(
     act(&state, &id, Some(&v), command).await
 }
 
+/// Declines my offer; the next candidate is offered at once.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/decline",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert after the action", body = Alert),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = %v))]
 async fn decline(
     VolunteerAuth(v): VolunteerAuth,
@@ -199,6 +282,24 @@ async fn decline(
     act(&state, &id, Some(&v), command).await
 }
 
+/// The assigned volunteer is with the senior: `on_scene`.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/arrive",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    responses(
+        (status = 200, description = "The alert after the action", body = Alert),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = %v))]
 async fn arrive(
     VolunteerAuth(v): VolunteerAuth,
@@ -213,9 +314,12 @@ async fn arrive(
 }
 
 /// The body of `POST /v1/alerts/{id}/resolve`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ResolveBody {
+    /// What happened, e.g. `helped`; not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub outcome: String,
+    #[schema(max_length = 2000)]
     pub note: Option<String>,
 }
 
@@ -236,6 +340,27 @@ impl TryFrom<ResolveBody> for Resolution {
     }
 }
 
+/// Closes the alert: `resolved`. By the assigned volunteer or an operator.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/resolve",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    request_body = ResolveBody,
+    responses(
+        (status = 200, description = "The alert after the action", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator", "volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id, caller = %caller.label()))]
 async fn resolve(
     caller: Caller,
@@ -254,11 +379,33 @@ async fn resolve(
 }
 
 /// The body of `POST /v1/alerts/{id}/cancel`; it may be left out.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CancelBody {
+    #[schema(max_length = 2000)]
     pub reason: Option<String>,
 }
 
+/// Calls the alert off: `cancelled`; pending offers are withdrawn.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/cancel",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    request_body = inline(Option<CancelBody>),
+    responses(
+        (status = 200, description = "The alert after the action", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id))]
 async fn cancel(
     _: Operator,
@@ -276,8 +423,9 @@ async fn cancel(
 }
 
 /// The body of `POST /v1/alerts/{id}/assign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct AssignBody {
+    #[schema(value_type = VolunteerId)]
     pub volunteer_id: String,
 }
 
@@ -288,6 +436,28 @@ impl TryFrom<AssignBody> for VolunteerId {
     }
 }
 
+/// Dispatches a volunteer by hand (they get an `assigned` message): 404 if the
+/// volunteer is unknown, 409 (`volunteer_busy`) if they are on another alert.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts/{id}/assign",
+    tag = "alerts",
+    params(("id" = AlertId, Path, description = "The alert's id")),
+    request_body = AssignBody,
+    responses(
+        (status = 200, description = "The alert after the action", body = Alert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(alert_id = %id, volunteer_id = tracing::field::Empty))]
 async fn assign(
     _: Operator,

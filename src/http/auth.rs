@@ -8,7 +8,8 @@
 //! hash. Tokens themselves are never stored or logged.
 //!
 //! Missing, malformed or unknown token: 401. A known token of the wrong
-//! role: 403.
+//! role: 403. One endpoint, the live stream, also takes the token from the
+//! query string (see `super::live`), through [`caller_of_token`].
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -76,6 +77,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Resolves the caller of a request.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
+    caller_of_token(token, state).await
+}
+
+/// Resolves the holder of a token, however it came (the header, or the
+/// query of the one endpoint that accepts it there).
+pub async fn caller_of_token(token: &str, state: &AppState) -> Result<Caller, ApiError> {
     let hash = hash_token(token);
     if constant_time_eq(hash.as_bytes(), state.operator_token_hash.as_bytes()) {
         return Ok(Caller::Operator);

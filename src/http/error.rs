@@ -10,12 +10,33 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::domain::geo::PositionError;
 use crate::domain::{DispatchError, IdError};
 use crate::engine::CallError;
 use crate::store::StoreError;
+
+/// The body of every error answer (also the schema the OpenAPI document
+/// gives for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "senior s-17 not found"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// For programs: `bad_request` (400), `unauthorized` (401), `forbidden`
+    /// (403), `not_found` (404), `method_not_allowed` (405), `offer_gone`,
+    /// `wrong_state`, `volunteer_busy`, `alert_closed` or `conflict` (409),
+    /// `payload_too_large` (413), `invalid` (422), `internal` (500),
+    /// `unavailable` (503).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
 
 /// What went wrong with a request, one variant per kind of answer.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +139,12 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let body = json!({"error": {"code": self.code(), "message": self.public_message()}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.public_message(),
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

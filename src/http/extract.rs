@@ -27,7 +27,8 @@ use crate::domain::IdError;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
 
-/// A JSON body that may be left out: an empty body is `T::default()`.
+/// A JSON body that may be left out: an empty body, or `null`, is
+/// `T::default()`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OptionalJson<T>(pub T);
 
@@ -88,7 +89,7 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
-        parse_json(&bytes).map(OptionalJson)
+        parse_json::<Option<T>>(&bytes).map(|body| OptionalJson(body.unwrap_or_default()))
     }
 }
 
@@ -210,6 +211,7 @@ mod tests {
     #[tokio::test]
     async fn an_optional_body_may_be_left_out() {
         assert_eq!(call("POST", "/optional", "").await.0, 200);
+        assert_eq!(call("POST", "/optional", "null").await.0, 200);
         assert_eq!(call("POST", "/optional", "{").await.0, 400);
     }
 

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 
@@ -23,16 +24,26 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
-#[derive(Debug, Serialize)]
+/// The process answers.
+#[derive(Debug, Serialize, ToSchema)]
 struct Health {
+    /// Always `ok`.
     status: &'static str,
 }
 
+/// Liveness: 200 as long as the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Health))
+)]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+/// Whether the service can take work, and which part is down if not.
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 struct Readiness {
     /// `ready` or `unavailable`.
     status: &'static str,
@@ -62,6 +73,16 @@ impl Readiness {
     }
 }
 
+/// Readiness: 200 only while the store answers and the MQTT connection is up.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: the body says which part is down", body = Readiness),
+    )
+)]
 #[tracing::instrument(skip_all)]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let store_up = match tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await {

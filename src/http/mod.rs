@@ -15,7 +15,12 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod live;
+pub mod metrics;
+pub mod openapi;
+pub mod pages;
 pub mod registry;
+pub mod stats;
 pub mod validate;
 pub mod volunteer;
 
@@ -47,6 +52,12 @@ pub struct AppState {
     pub operator_token_hash: Arc<str>,
     /// true while the MQTT connection is up
     pub mqtt_connected: tokio::sync::watch::Receiver<bool>,
+    /// Every alert the engine commits a change to (live views subscribe).
+    pub alerts: tokio::sync::broadcast::Sender<crate::domain::Alert>,
+    /// Cancelled when the service stops: open live views end on it.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The process's metrics recorder, rendered by `GET /metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// The whole API, ready to serve.
@@ -55,7 +66,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(live::request_span))
         .with_state(state)
 }
 
@@ -64,9 +75,14 @@ pub fn router(state: AppState) -> Router {
 pub fn api_routes() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(pages::router())
         .merge(registry::router())
         .merge(volunteer::router())
         .merge(alerts::router())
+        .merge(live::router())
+        .merge(stats::router())
+        .merge(metrics::router())
+        .merge(openapi::router())
 }
 
 /// The hex SHA-256 of a token: what is stored and compared, never the token.

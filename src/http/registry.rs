@@ -15,10 +15,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Operator;
 use super::error::{ApiError, Invalid, invalid_id};
 use super::extract::{ApiJson, ApiQuery, IdPath};
+use super::openapi::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+};
 use super::validate::{self, LatLon, MAX_NAME_CHARS, MAX_PHONE_CHARS, MAX_TEXT_CHARS};
 use super::{AppState, hash_token, new_token};
 use crate::domain::registry::{Contact, Device, Senior, VolunteerProfile, VolunteerRecord};
@@ -38,19 +42,31 @@ pub fn router() -> Router<AppState> {
 // ----- seniors ------------------------------------------------------------
 
 /// The body of `PUT /v1/seniors/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SeniorBody {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 2000)]
     pub address: Option<String>,
+    /// Where an alert without a location is sent.
     pub home: Option<LatLon>,
+    #[schema(max_length = 200)]
     pub grid: Option<String>,
+    #[schema(max_length = 2000)]
     pub notes: Option<String>,
+    #[schema(max_items = 50)]
     pub contacts: Option<Vec<ContactBody>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Someone to call about a senior.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ContactBody {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub phone: String,
 }
 
@@ -82,6 +98,25 @@ impl TryFrom<(SeniorId, SeniorBody)> for Senior {
     }
 }
 
+/// Registers a senior or replaces what is known of them.
+#[utoipa::path(
+    put,
+    path = "/v1/seniors/{id}",
+    tag = "registry",
+    params(("id" = SeniorId, Path, description = "The senior's id")),
+    request_body = SeniorBody,
+    responses(
+        (status = 200, description = "The senior as stored", body = Senior),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(senior_id = %id))]
 async fn put_senior(
     _: Operator,
@@ -94,6 +129,23 @@ async fn put_senior(
     Ok(Json(senior))
 }
 
+/// One senior.
+#[utoipa::path(
+    get,
+    path = "/v1/seniors/{id}",
+    tag = "registry",
+    params(("id" = SeniorId, Path, description = "The senior's id")),
+    responses(
+        (status = 200, description = "The senior", body = Senior),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(senior_id = %id))]
 async fn get_senior(
     _: Operator,
@@ -106,6 +158,20 @@ async fn get_senior(
     }
 }
 
+/// Every senior.
+#[utoipa::path(
+    get,
+    path = "/v1/seniors",
+    tag = "registry",
+    responses(
+        (status = 200, description = "The seniors, by id", body = [Senior]),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 async fn list_seniors(
     _: Operator,
@@ -117,13 +183,15 @@ async fn list_seniors(
 // ----- devices ------------------------------------------------------------
 
 /// The body of `PUT /v1/devices/{device_id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DeviceBody {
+    /// The senior who wears the band; must be registered.
+    #[schema(value_type = SeniorId)]
     pub senior_id: String,
 }
 
 /// A band as listed: the stored device with what its heartbeats mean now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DeviceView {
     #[serde(flatten)]
     pub device: Device,
@@ -150,15 +218,19 @@ impl DeviceView {
 }
 
 /// `?status=` of `GET /v1/devices`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Offline,
     LowBattery,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceQuery {
+    /// Only the bands that are offline (no heartbeat within
+    /// `device_offline_after`), or whose battery is low.
+    #[param(inline)]
     pub status: Option<DeviceStatus>,
 }
 
@@ -180,6 +252,26 @@ fn view(state: &AppState, device: Device, now: Timestamp) -> DeviceView {
     )
 }
 
+/// Registers a band as worn by a senior (or moves it to another).
+#[utoipa::path(
+    put,
+    path = "/v1/devices/{device_id}",
+    tag = "registry",
+    params(("device_id" = DeviceId, Path, description = "The band's id, as in its MQTT topics")),
+    request_body = DeviceBody,
+    responses(
+        (status = 200, description = "The band as stored", body = DeviceView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(device_id = %device_id, senior_id = tracing::field::Empty))]
 async fn put_device(
     _: Operator,
@@ -200,6 +292,22 @@ async fn put_device(
     Ok(Json(view(&state, device, crate::engine::now())))
 }
 
+/// The bands, with what their last heartbeat said.
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    tag = "registry",
+    params(DeviceQuery),
+    responses(
+        (status = 200, description = "The bands, by id", body = [DeviceView]),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(status = ?query.status))]
 async fn list_devices(
     _: Operator,
@@ -221,12 +329,34 @@ async fn list_devices(
 // ----- volunteers ---------------------------------------------------------
 
 /// The body of `PUT /v1/volunteers/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct VolunteerBody {
+    /// Not blank; the band shows it when they accept.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    #[schema(max_length = 64)]
     pub phone: Option<String>,
+    #[schema(max_length = 200)]
     pub grid: Option<String>,
+    /// Each not blank, at most 200 characters.
+    #[schema(schema_with = skills_schema)]
     pub skills: Option<Vec<String>>,
+}
+
+/// `skills` in the OpenAPI document: null, or up to 50 names.
+fn skills_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_NAME_CHARS))
+                .pattern(Some(r"\S")),
+        )
+        .max_items(Some(validate::MAX_LIST_LEN))
+        .build()
 }
 
 impl TryFrom<(VolunteerId, VolunteerBody)> for VolunteerProfile {
@@ -247,6 +377,26 @@ impl TryFrom<(VolunteerId, VolunteerBody)> for VolunteerProfile {
 
 /// Writes the profile, then tells the dispatcher the name. If the second
 /// step fails the answer is a 503 and a retry of the same PUT completes it.
+/// Registers a volunteer or replaces their profile (their duty, location and token
+/// are kept).
+#[utoipa::path(
+    put,
+    path = "/v1/volunteers/{id}",
+    tag = "registry",
+    params(("id" = VolunteerId, Path, description = "The volunteer's id")),
+    request_body = VolunteerBody,
+    responses(
+        (status = 200, description = "The volunteer as stored", body = VolunteerRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(volunteer_id = %id))]
 async fn put_volunteer(
     _: Operator,
@@ -271,6 +421,20 @@ async fn put_volunteer(
     }
 }
 
+/// Every volunteer, with their dispatch state.
+#[utoipa::path(
+    get,
+    path = "/v1/volunteers",
+    tag = "registry",
+    responses(
+        (status = 200, description = "The volunteers, by id", body = [VolunteerRecord]),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all)]
 async fn list_volunteers(
     _: Operator,
@@ -279,13 +443,32 @@ async fn list_volunteers(
     Ok(Json(state.store.list_volunteers().await?))
 }
 
-#[derive(Debug, Serialize)]
+/// A volunteer's new bearer token.
+#[derive(Debug, Serialize, ToSchema)]
 struct TokenIssued {
+    /// Shown once: only its hash is kept.
     token: String,
 }
 
 /// Issues a new token; the store keeps only its hash, so the old token stops
 /// working at once. The answer must not be cached.
+#[utoipa::path(
+    post,
+    path = "/v1/volunteers/{id}/token",
+    tag = "registry",
+    params(("id" = VolunteerId, Path, description = "The volunteer's id")),
+    responses(
+        (status = 200, description = "The new token; the old one stops working", body = TokenIssued,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["operator"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(volunteer_id = %id))]
 async fn issue_token(
     _: Operator,

@@ -31,6 +31,11 @@ pub fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option
 }
 
 fn at_most(field: &str, value: String, max: usize) -> Result<String, Invalid> {
+    // PostgreSQL cannot store U+0000 in text: refuse it here, for both
+    // stores, rather than answer a 503.
+    if value.contains('\0') {
+        return Err(Invalid::field(field, "must not contain NUL characters"));
+    }
     if value.chars().count() > max {
         return Err(Invalid::field(
             field,
@@ -52,10 +57,13 @@ pub fn list<T>(field: &str, value: Option<Vec<T>>) -> Result<Vec<T>, Invalid> {
     Ok(value)
 }
 
-/// `{lat, lon}` as a client sends it: any numbers, checked by [`Position`].
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// `{lat, lon}` as a client sends it: any numbers, checked by `Position`
+/// (out of range: 422).
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 pub struct LatLon {
+    #[schema(minimum = -90.0, maximum = 90.0)]
     pub lat: f64,
+    #[schema(minimum = -180.0, maximum = 180.0)]
     pub lon: f64,
 }
 
@@ -83,6 +91,12 @@ mod tests {
         assert!(required("name", "王".repeat(11), 10).is_err());
         assert!(optional("notes", Some("x".repeat(11)), 10).is_err());
         assert_eq!(optional("notes", None, 10), Ok(None));
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        assert!(required("name", "Li\0".into(), 10).is_err());
+        assert!(optional("notes", Some("\0".into()), 10).is_err());
     }
 
     #[test]

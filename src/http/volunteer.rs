@@ -7,11 +7,15 @@ use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::VolunteerAuth;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::openapi::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+};
 use super::validate::LatLon;
 use crate::domain::alert::ts_serde;
 use crate::domain::registry::VolunteerRecord;
@@ -29,7 +33,7 @@ pub fn router() -> Router<AppState> {
 
 /// The answer of `GET /v1/me`: the volunteer as `GET /v1/volunteers` lists
 /// them, plus what they are asked to do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     #[serde(flatten)]
     pub volunteer: VolunteerRecord,
@@ -41,7 +45,7 @@ pub struct Me {
 
 /// A pending offer, shaped like the MQTT `offer` message (without `type`),
 /// plus when it was made and when the senior pressed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OfferView {
     pub alert_id: AlertId,
     pub kind: AlertKind,
@@ -50,10 +54,13 @@ pub struct OfferView {
     pub distance_m: u32,
     pub eta_s: u32,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub offered_at: Timestamp,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub pressed_at: Timestamp,
     pub senior: SeniorCard,
 }
@@ -76,7 +83,7 @@ impl From<PendingOffer> for OfferView {
 }
 
 /// The alert a volunteer is on, with whom they are going to.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CurrentAlert {
     #[serde(flatten)]
     pub alert: Alert,
@@ -117,6 +124,21 @@ async fn current_alert(
     Ok(Some(CurrentAlert { alert, senior }))
 }
 
+/// The calling volunteer: profile, dispatch state, pending offers, current alert.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "volunteer",
+    responses(
+        (status = 200, description = "The volunteer", body = Me),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(volunteer_id = %id))]
 async fn me(
     VolunteerAuth(id): VolunteerAuth,
@@ -139,11 +161,29 @@ async fn me(
 }
 
 /// The body of `PUT /v1/me/duty`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DutyBody {
     pub on_duty: bool,
 }
 
+/// Goes on or off duty. Going off duty withdraws a pending offer (`off_duty`).
+#[utoipa::path(
+    put,
+    path = "/v1/me/duty",
+    tag = "volunteer",
+    request_body = DutyBody,
+    responses(
+        (status = 200, description = "The volunteer", body = VolunteerRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(volunteer_id = %id, on_duty = body.on_duty))]
 async fn set_duty(
     VolunteerAuth(id): VolunteerAuth,
@@ -160,6 +200,25 @@ async fn set_duty(
     Ok(Json(record(&state, &id).await?))
 }
 
+/// Reports where the volunteer is now.
+#[utoipa::path(
+    put,
+    path = "/v1/me/location",
+    tag = "volunteer",
+    request_body = LatLon,
+    responses(
+        (status = 200, description = "The volunteer", body = VolunteerRecord),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["volunteer"]))),
+    security(("bearer" = [])),
+)]
 #[tracing::instrument(skip_all, fields(volunteer_id = %id))]
 async fn set_location(
     VolunteerAuth(id): VolunteerAuth,

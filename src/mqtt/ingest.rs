@@ -8,7 +8,9 @@
 //! that cannot be committed (store down) is retried until it can: it is
 //! never acknowledged unstored. Bad input is logged, counted in
 //! `onepress_ingest_rejected_total{reason}` and acknowledged, so a poison
-//! message is never redelivered forever.
+//! message is never redelivered forever. Every message taken in is counted
+//! once in `onepress_ingest_messages_total{topic, outcome}` (see
+//! [`count_message`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +31,11 @@ use crate::domain::{
 use crate::engine::{self, CallError, Engine};
 use crate::store::Store;
 
+/// The outcomes of `onepress_ingest_messages_total`.
+const ACCEPTED: &str = "accepted";
+const DUPLICATE: &str = "duplicate";
+const REJECTED: &str = "rejected";
+
 /// Messages worked on at once.
 const MAX_IN_FLIGHT: usize = 1024;
 /// Heartbeats are written in batches this often…
@@ -44,6 +51,24 @@ pub struct Ingest {
     pub outgoing: mpsc::UnboundedSender<Outgoing>,
     pub heartbeats: mpsc::Sender<Heartbeat>,
     pub shutdown: CancellationToken,
+}
+
+/// Counts a message once it is dealt with: `topic` is `alert` or `status`
+/// (`other` for anything else), `outcome` is `accepted` (taken into
+/// account; a heartbeat once queued for the batch writer), `duplicate` (a
+/// redelivered alert event) or `rejected` (see `reject`; a heartbeat of an
+/// unknown band found only when the batch is written is counted as
+/// accepted here and in `onepress_ingest_rejected_total` there).
+pub fn count_message(topic: &str, outcome: &'static str) {
+    let kind = if topic.ends_with("/alert") {
+        "alert"
+    } else if topic.ends_with("/status") {
+        "status"
+    } else {
+        "other"
+    };
+    metrics::counter!("onepress_ingest_messages_total", "topic" => kind, "outcome" => outcome)
+        .increment(1);
 }
 
 /// Counts and logs a rejected message.
@@ -113,6 +138,7 @@ impl Ingest {
         let done = match payload::parse(&p.topic, &p.payload) {
             Err(r) => {
                 reject(&p.topic, &r);
+                count_message(&p.topic, REJECTED);
                 true
             }
             Ok(Inbound::Status(device, beat)) => {
@@ -133,12 +159,21 @@ impl Ingest {
                             why: "heartbeat queue full".into(),
                         },
                     );
+                    count_message(&p.topic, REJECTED);
+                } else {
+                    count_message(&p.topic, ACCEPTED);
                 }
                 true
             }
             Ok(Inbound::Alert(device, event)) => {
-                let span = info_span!("press", device = %device, event = %event.event_id, alert = tracing::field::Empty);
-                self.press(&p.topic, device, event).instrument(span).await
+                let span = info_span!("press", device = %device, event = %event.event_id, alert_id = tracing::field::Empty);
+                match self.press(&p.topic, device, event).instrument(span).await {
+                    Some(outcome) => {
+                        count_message(&p.topic, outcome);
+                        true
+                    }
+                    None => false,
+                }
             }
         };
         let chain = turn.map(|t| {
@@ -151,17 +186,23 @@ impl Ingest {
         }
     }
 
-    /// Takes a press into account; false if stopping before it could be.
-    async fn press(&self, topic: &str, device: DeviceId, event: AlertEvent) -> bool {
+    /// Takes a press into account and says how (`accepted`, `duplicate`,
+    /// `rejected`); None if stopping before it could be.
+    async fn press(
+        &self,
+        topic: &str,
+        device: DeviceId,
+        event: AlertEvent,
+    ) -> Option<&'static str> {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.try_press(topic, &device, &event).await {
-                Ok(()) => return true,
-                Err(CallError::Stopped) => return false,
+                Ok(outcome) => return Some(outcome),
+                Err(CallError::Stopped) => return None,
                 Err(e) => {
                     warn!(error = %e, retry_in = ?backoff, "press not stored yet; retrying");
                     tokio::select! {
-                        _ = self.shutdown.cancelled() => return false,
+                        _ = self.shutdown.cancelled() => return None,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -175,7 +216,7 @@ impl Ingest {
         topic: &str,
         device: &DeviceId,
         event: &AlertEvent,
-    ) -> Result<(), CallError> {
+    ) -> Result<&'static str, CallError> {
         let unavailable = |e: crate::store::StoreError| CallError::Unavailable(e.to_string());
         if let Some(seen) = self
             .store
@@ -186,12 +227,12 @@ impl Ingest {
             debug!("redelivered event");
             let notice = BandNotice::received(seen, event.event_id.clone());
             let _ = self.outgoing.send(Outgoing::Band(device.clone(), notice));
-            return Ok(());
+            return Ok(DUPLICATE);
         }
         let Some((senior, home)) = self.store.device_owner(device).await.map_err(unavailable)?
         else {
             reject(topic, &Reject::UnknownDevice(device.clone()));
-            return Ok(());
+            return Ok(REJECTED);
         };
         let press = Press {
             device_id: device.clone(),
@@ -206,10 +247,17 @@ impl Ingest {
         match self.engine.call(Command::Press(press)).await? {
             Reply::Press { outcome, alert_id } => {
                 if let Some(id) = &alert_id {
-                    tracing::Span::current().record("alert", tracing::field::display(id));
+                    tracing::Span::current().record("alert_id", tracing::field::display(id));
                 }
                 match outcome {
-                    PressOutcome::NothingToCancel => reject(topic, &Reject::NothingToCancel),
+                    PressOutcome::NothingToCancel => {
+                        reject(topic, &Reject::NothingToCancel);
+                        return Ok(REJECTED);
+                    }
+                    PressOutcome::Redelivered => {
+                        debug!("event already in the alert");
+                        return Ok(DUPLICATE);
+                    }
                     PressOutcome::Opened => {
                         let kind = if event.kind == PressKind::Fall {
                             "fall"
@@ -221,11 +269,11 @@ impl Ingest {
                     }
                     _ => info!(?outcome, "press taken into account"),
                 }
-                Ok(())
+                Ok(ACCEPTED)
             }
             other => {
                 warn!(?other, "unexpected reply to a press");
-                Ok(())
+                Ok(ACCEPTED)
             }
         }
     }

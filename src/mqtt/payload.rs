@@ -293,6 +293,12 @@ mod tests {
             reason(T, r#"{"event_id": "e", "kind": null}"#),
             "invalid_field"
         );
+        // No store can keep a NUL (PostgreSQL refuses it): stored, it would
+        // be retried forever and hold up the band's later events.
+        assert_eq!(
+            reason(T, r#"{"event_id": "e\u0000", "kind": "sos"}"#),
+            "invalid_field"
+        );
     }
 
     #[test]

@@ -315,6 +315,9 @@ async fn bad_input_is_a_4xx_in_the_error_shape(backend: Backend) {
         json!({"name": "Li", "home": {"lat": 91.0, "lon": 120.0}}),
         json!({"name": "Li", "home": {"lat": 30.0, "lon": -180.5}}),
         json!({"name": "Li", "notes": "n".repeat(2001)}),
+        // NUL: PostgreSQL cannot store it; never a 503.
+        json!({"name": "Li\u{0}"}),
+        json!({"name": "Li", "contacts": [{"name": "Wei", "phone": "\u{0}"}]}),
     ] {
         let r = app.op("PUT", &senior, Some(body.clone())).await;
         assert_eq!(assert_error(&r, 422), "invalid", "{body}");
@@ -340,6 +343,13 @@ async fn bad_input_is_a_4xx_in_the_error_shape(backend: Backend) {
         .op("GET", &format!("/v1/alerts/{}", "a".repeat(65)), None)
         .await;
     assert_error(&r, 422);
+    for (method, path) in [
+        ("GET", "/v1/alerts/a%00"),
+        ("POST", "/v1/alerts/%00/cancel"),
+    ] {
+        let r = app.op(method, path, None).await;
+        assert_eq!(assert_error(&r, 422), "invalid", "{path}");
+    }
 
     // A volunteer's location out of range.
     let (_, token) = app.volunteer("Wang Fang", None).await;

@@ -381,6 +381,7 @@ async fn commit_and_snapshot_round_trip(store: &Db) {
             ingested(2, "ev-a0", Some("a0"), t(-600)),
         ],
         outgoing: vec![],
+        milestones: vec![],
     };
     store.commit(&fx).await.expect("commit");
 
@@ -444,6 +445,7 @@ async fn busy_volunteer_claim_conflicts_and_rolls_back(store: &Db) {
         volunteers: vec![volunteer("v2", Some("a1")), volunteer("v1", Some("a2"))],
         ingested: vec![ingested(2, "ev-a2", Some("a2"), t(10))],
         outgoing: vec![],
+        milestones: vec![],
     };
     match store.commit(&other).await {
         Err(StoreError::Conflict(msg)) => assert!(msg.contains("v1"), "{msg}"),

@@ -1,0 +1,686 @@
+// The operator dashboard (GET /): every active alert with its countdowns,
+// a plan view, cancel and assign by hand, and the bands that need a look.
+//
+// Live updates: the SSE stream GET /v1/alerts/stream?access_token=… (event
+// `alert` = one alert as it now stands, `resync` = re-read the list). While
+// the stream is not open (not deployed, network trouble, an error) the page
+// polls GET /v1/alerts?state=active every 2 s and retries the stream now and
+// then. Volunteers are re-read every 5 s (positions), bands every 30 s.
+
+import {
+  ACTIVE_STATES,
+  ApiFailure,
+  EARTH_RADIUS_M,
+  api,
+  el,
+  fmtAgo,
+  fmtClock,
+  fmtDistance,
+  fmtEta,
+  fmtTime,
+  haversine,
+  kindLabel,
+  now,
+  plainError,
+  stateLabel,
+  tokenStore,
+} from './common.js';
+
+const POLL_MS = 2000;
+const SAFETY_REFRESH_MS = 30000;
+const STREAM_RETRY_MS = 15000;
+const VOLUNTEERS_MS = 5000;
+const DEVICES_MS = 30000;
+const NAMES_REFETCH_MS = 5000;
+
+const $ = (id) => document.getElementById(id);
+const tokens = tokenStore('onepress.operator_token');
+
+const S = {
+  token: tokens.get(),
+  running: false,
+  alerts: new Map(), // id → alert (active only)
+  seniors: new Map(), // id → senior
+  volunteers: new Map(), // id → volunteer
+  devices: { offline: null, low: null, at: 0 },
+  mode: 'connecting', // live | polling | down
+  stream: null,
+  streamRetry: null,
+  pollTimer: null,
+  refreshing: null, // the list read in flight
+  heldEvents: null, // stream events that arrived during a list read
+  seniorsAt: 0,
+  volunteersAt: 0,
+  lastRender: '',
+  timers: [],
+};
+
+// ----- the token ----------------------------------------------------------
+
+function showTokenPanel(message) {
+  stopAll();
+  $('board').hidden = true;
+  $('change-token').hidden = true;
+  $('token-panel').hidden = false;
+  setMode('wait', 'Not signed in');
+  if (message) notice(message);
+  $('token-input').focus();
+}
+
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const token = $('token-input').value.trim();
+  if (!token) return;
+  tokens.set(token);
+  S.token = token;
+  $('token-input').value = '';
+  clearNotice();
+  start();
+});
+
+$('change-token').addEventListener('click', () => {
+  tokens.clear();
+  S.token = '';
+  showTokenPanel('');
+});
+
+// ----- notices and the connection pill -------------------------------------
+
+function notice(text, ok = false) {
+  $('notice-text').textContent = text;
+  $('notice').classList.toggle('ok', ok);
+  $('notice').hidden = false;
+}
+
+function clearNotice() {
+  $('notice').hidden = true;
+}
+
+$('notice-close').addEventListener('click', clearNotice);
+
+function setMode(mode, text) {
+  S.mode = mode;
+  const pill = $('conn');
+  pill.className = `pill ${{ live: 'pill-live', polling: 'pill-poll', down: 'pill-down' }[mode] || 'pill-wait'}`;
+  pill.textContent = text;
+  pill.dataset.mode = mode;
+}
+
+// ----- calls -----------------------------------------------------------------
+
+const OPERATOR_WORDS = {
+  401: 'Token not recognised. Paste the operator token again.',
+  403: 'This token is not an operator token (a volunteer token?). Paste the operator token.',
+};
+
+/** A read: a 401/403 sends the operator back to the token panel. */
+async function read(path) {
+  try {
+    const answer = await api(S.token, 'GET', path);
+    if (S.mode === 'down') {
+      if (S.stream && S.stream.readyState === 1) setMode('live', 'Live');
+      else setMode('polling', 'Polling every 2 s');
+    }
+    return answer;
+  } catch (err) {
+    if (err instanceof ApiFailure && (err.status === 401 || err.status === 403)) {
+      tokens.clear();
+      showTokenPanel(plainError(err, OPERATOR_WORDS));
+    } else if (err instanceof ApiFailure && err.status === 0) {
+      setMode('down', 'Service unreachable');
+    }
+    throw err;
+  }
+}
+
+// ----- alerts ----------------------------------------------------------------
+
+function refreshAlerts() {
+  if (!S.running) return Promise.resolve();
+  if (S.refreshing) return S.refreshing;
+  S.heldEvents = [];
+  S.refreshing = read('/v1/alerts?state=active&limit=1000')
+    .then((list) => {
+      S.alerts = new Map(list.filter((a) => ACTIVE_STATES.has(a.state)).map((a) => [a.id, a]));
+      // What the stream said while the list was read is newer than the list.
+      for (const a of S.heldEvents) putAlert(a);
+      if (S.mode === 'connecting') setMode('polling', 'Polling every 2 s');
+    })
+    .catch(() => {})
+    .finally(() => {
+      S.refreshing = null;
+      S.heldEvents = null;
+      namesFor([...S.alerts.values()]);
+      render();
+    });
+  return S.refreshing;
+}
+
+function putAlert(a) {
+  if (ACTIVE_STATES.has(a.state)) S.alerts.set(a.id, a);
+  else S.alerts.delete(a.id);
+}
+
+/** One alert from the stream. */
+function onAlert(a) {
+  if (!a || !a.id) return;
+  if (S.heldEvents) S.heldEvents.push(a);
+  putAlert(a);
+  namesFor([a]);
+  render();
+}
+
+/** Fetches seniors / volunteers again when an alert names one not known yet. */
+function namesFor(alerts) {
+  const t = Date.now();
+  const unknownSenior = alerts.some((a) => a.senior_id && !S.seniors.has(a.senior_id));
+  if (unknownSenior && t - S.seniorsAt > NAMES_REFETCH_MS) loadSeniors();
+  const unknownVolunteer = alerts.some(
+    (a) =>
+      (a.volunteer_id && !S.volunteers.has(a.volunteer_id)) ||
+      (a.offers || []).some((o) => !S.volunteers.has(o.volunteer_id)),
+  );
+  if (unknownVolunteer && t - S.volunteersAt > NAMES_REFETCH_MS) loadVolunteers();
+}
+
+async function loadSeniors() {
+  S.seniorsAt = Date.now();
+  try {
+    const list = await read('/v1/seniors');
+    S.seniors = new Map(list.map((s) => [s.id, s]));
+    render(true);
+    if (S.devices.at) renderDevices();
+  } catch {
+    // shown by the pill; the ids are shown meanwhile
+  }
+}
+
+async function loadVolunteers() {
+  S.volunteersAt = Date.now();
+  try {
+    const list = await read('/v1/volunteers');
+    S.volunteers = new Map(list.map((v) => [v.id, v]));
+    render();
+  } catch {
+    // idem
+  }
+}
+
+async function loadDevices() {
+  try {
+    const [offline, low] = await Promise.all([
+      read('/v1/devices?status=offline'),
+      read('/v1/devices?status=low_battery'),
+    ]);
+    S.devices = { offline, low, at: Date.now() };
+    renderDevices();
+  } catch {
+    // idem
+  }
+}
+
+// ----- the stream and the fallback polling ----------------------------------
+
+function startPolling() {
+  if (S.pollTimer) return;
+  S.pollTimer = setInterval(refreshAlerts, POLL_MS);
+}
+
+function stopPolling() {
+  clearInterval(S.pollTimer);
+  S.pollTimer = null;
+}
+
+function openStream() {
+  clearTimeout(S.streamRetry);
+  S.streamRetry = null;
+  if (!S.running || typeof EventSource === 'undefined') return;
+  if (S.stream) S.stream.close();
+  const es = new EventSource(`/v1/alerts/stream?access_token=${encodeURIComponent(S.token)}`);
+  S.stream = es;
+  es.addEventListener('open', () => {
+    if (S.stream !== es) return;
+    setMode('live', 'Live');
+    stopPolling();
+    refreshAlerts(); // whatever changed before the stream opened
+  });
+  es.addEventListener('alert', (e) => {
+    try {
+      onAlert(JSON.parse(e.data));
+    } catch {
+      refreshAlerts();
+    }
+  });
+  es.addEventListener('resync', () => refreshAlerts());
+  es.addEventListener('error', () => {
+    if (S.stream !== es) return;
+    // The browser reconnects by itself after a network error (state
+    // CONNECTING); after a refusal (404 before the stream existed, 401,
+    // 503) it gives up (CLOSED) and we try again later. Poll meanwhile.
+    if (S.mode !== 'down') setMode('polling', 'Polling every 2 s');
+    startPolling();
+    refreshAlerts();
+    if (es.readyState === 2) {
+      es.close();
+      S.stream = null;
+      S.streamRetry = setTimeout(openStream, STREAM_RETRY_MS);
+    }
+  });
+}
+
+function stopAll() {
+  S.running = false;
+  stopPolling();
+  if (S.stream) S.stream.close();
+  S.stream = null;
+  clearTimeout(S.streamRetry);
+  for (const t of S.timers) clearInterval(t);
+  S.timers = [];
+}
+
+function start() {
+  stopAll();
+  S.running = true;
+  $('token-panel').hidden = true;
+  $('board').hidden = false;
+  $('change-token').hidden = false;
+  setMode('connecting', 'Connecting…');
+  S.lastRender = '';
+  loadSeniors();
+  loadVolunteers();
+  loadDevices();
+  refreshAlerts();
+  startPolling(); // until the stream says it is open
+  openStream();
+  S.timers.push(
+    setInterval(() => {
+      if (S.mode === 'live') refreshAlerts();
+    }, SAFETY_REFRESH_MS),
+    setInterval(loadVolunteers, VOLUNTEERS_MS),
+    setInterval(loadDevices, DEVICES_MS),
+  );
+}
+
+// ----- rendering ---------------------------------------------------------------
+
+const seniorName = (id) => (S.seniors.get(id) || {}).name;
+const volunteerName = (id) => (S.volunteers.get(id) || {}).name || id;
+
+function sorted() {
+  return [...S.alerts.values()].sort((a, b) => {
+    if (a.escalated !== b.escalated) return a.escalated ? -1 : 1;
+    return Date.parse(a.pressed_at) - Date.parse(b.pressed_at); // oldest, most urgent, first
+  });
+}
+
+/** Rebuilds the list and the plan when something they show has changed. */
+function render(force = false) {
+  const signature = JSON.stringify([
+    sorted(),
+    [...S.seniors.keys()],
+    [...S.volunteers.values()].map((v) => [v.id, v.name, v.on_duty, v.busy, v.lat, v.lon]),
+  ]);
+  if (!force && signature === S.lastRender) return;
+  S.lastRender = signature;
+  const list = sorted();
+  $('alerts').replaceChildren(...list.map(alertCard));
+  $('alert-count').textContent = String(list.length);
+  $('no-alerts').hidden = list.length > 0;
+  renderPlan(list);
+  tick();
+}
+
+function alertCard(a) {
+  const name = seniorName(a.senior_id);
+  const card = el(
+    'article',
+    {
+      class: `alert-card state-${a.state}${a.escalated ? ' escalated' : ''}`,
+      dataset: { alertId: a.id, state: a.state, escalated: String(Boolean(a.escalated)) },
+    },
+    a.escalated && el('div', { class: 'banner', text: 'Escalated: nobody available to offer it to. Send someone by hand.' }),
+    el(
+      'div',
+      { class: 'alert-head' },
+      el('div', {}, el('span', { class: 'who-senior', text: name || a.senior_id }), el('span', { class: 'ids', text: `  ${name ? a.senior_id + ' · ' : ''}band ${a.device_id}` })),
+      el(
+        'div',
+        { class: 'alert-meta' },
+        el('span', { class: `kind kind-${a.kind}`, text: kindLabel(a.kind) }),
+        ` · pressed ${fmtTime(a.pressed_at)}`,
+        el('span', { class: 'tag tag-state', dataset: { role: 'state' }, text: stateLabel(a.state) }),
+        a.arrival_at_risk && el('span', { class: 'tag tag-risk', text: 'Arrival at risk' }),
+      ),
+    ),
+    whoLine(a),
+    el('div', { class: 'targets' }, target(a, 'response'), target(a, 'arrival')),
+    el(
+      'div',
+      { class: 'actions' },
+      ['open', 'offered', 'accepted'].includes(a.state) &&
+        el('button', { class: 'btn btn-primary', type: 'button', dataset: { action: 'assign' }, text: 'Assign…', onclick: () => openAssign(a.id) }),
+      el('button', { class: 'btn btn-danger', type: 'button', dataset: { action: 'cancel' }, text: 'Cancel…', onclick: () => openCancel(a.id) }),
+    ),
+  );
+  return card;
+}
+
+function whoLine(a) {
+  const line = el('p', { class: 'who', dataset: { role: 'who' } });
+  if (a.volunteer_id) {
+    const v = S.volunteers.get(a.volunteer_id);
+    let where = '';
+    if (v && v.lat != null && a.lat != null && a.state === 'accepted') {
+      where = ` · ${fmtDistance(haversine(v, a))} away`;
+    }
+    if (a.state === 'on_scene') {
+      line.append(el('strong', { text: volunteerName(a.volunteer_id) }), ` is with the senior since ${fmtTime(a.on_scene_at)}.`);
+    } else {
+      line.append(el('strong', { text: volunteerName(a.volunteer_id) }), ` accepted at ${fmtTime(a.accepted_at)} and is on the way${where}.`);
+    }
+    return line;
+  }
+  const offers = a.offers || [];
+  if (offers.length) {
+    line.append('Offered to ');
+    offers.forEach((o, i) => {
+      if (i) line.append(', ');
+      line.append(
+        el('strong', { text: volunteerName(o.volunteer_id) }),
+        ` (${fmtDistance(o.distance_m)}, ${fmtEta(o.eta_s)} away; answer within `,
+        el('span', { class: 'countdown', dataset: { until: o.expires_at }, text: '' }),
+        ')',
+      );
+    });
+    return line;
+  }
+  line.append(a.lat == null ? 'No location for this alert: send someone by hand.' : 'Waiting for a volunteer to become available.');
+  return line;
+}
+
+function target(a, which) {
+  return el(
+    'div',
+    { class: 'target', dataset: { alertId: a.id, target: which } },
+    el('span', { class: 'label' }),
+    el('div', { class: 'bar' }, el('div', { class: 'fill' })),
+    el('span', { class: 'left' }),
+  );
+}
+
+/** Where one target of an alert stands now. */
+function targetStatus(a, which) {
+  const start = Date.parse(a.pressed_at);
+  const deadline = Date.parse(which === 'response' ? a.response_deadline : a.arrival_deadline);
+  const doneAt = which === 'response' ? a.accepted_at : a.on_scene_at;
+  const breached = which === 'response' ? a.response_breached : a.arrival_breached;
+  const total = Math.max(1000, deadline - start);
+  const goal = total >= 60000 ? `${Math.round(total / 60000)} min` : `${Math.round(total / 1000)} s`;
+  const label = `${which === 'response' ? 'Response' : 'Arrival'} · ${goal}`;
+  if (doneAt) {
+    const t = Date.parse(doneAt);
+    if (t > deadline || breached) return { label, level: 'late', frac: 1, text: `late by ${fmtClock(t - deadline)}` };
+    return { label, level: 'met', frac: 1, text: `✓ met in ${fmtClock(t - start)}` };
+  }
+  const left = deadline - now();
+  if (left <= 0 || breached) return { label, level: 'red', frac: 1, text: `passed ${fmtClock(-left)} ago` };
+  const frac = left / total;
+  return { label, level: frac > 0.5 ? 'green' : 'amber', frac, text: `${fmtClock(left)} left` };
+}
+
+/** Every second: the countdowns, the offer timers and the clock. */
+function tick() {
+  $('clock').textContent = new Date(now()).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  for (const node of document.querySelectorAll('.target')) {
+    const a = S.alerts.get(node.dataset.alertId);
+    if (!a) continue;
+    const st = targetStatus(a, node.dataset.target);
+    node.className = `target level-${st.level}`;
+    node.dataset.level = st.level;
+    node.querySelector('.label').textContent = st.label;
+    node.querySelector('.fill').style.width = `${Math.round(st.frac * 100)}%`;
+    node.querySelector('.left').textContent = st.text;
+  }
+  for (const node of document.querySelectorAll('.countdown')) {
+    const left = Date.parse(node.dataset.until) - now();
+    node.textContent = left > 0 ? fmtClock(left) : 'now';
+  }
+  if (S.devices.at) $('devices-updated').textContent = `Checked ${fmtAgo(new Date(S.devices.at).toISOString())}.`;
+}
+
+// ----- the plan view -----------------------------------------------------------
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS($('plan').namespaceURI, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** A round length for the scale bar, about a quarter of `span` metres. */
+function niceLength(span) {
+  const raw = span / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [5, 2, 1]) if (m * p <= raw) return m * p;
+  return p;
+}
+
+function renderPlan(alerts) {
+  const plan = $('plan');
+  const W = 600;
+  const H = 420;
+  const PAD = 36;
+  const points = [];
+  for (const a of alerts) {
+    if (a.lat != null && a.lon != null) points.push({ kind: 'alert', a, lat: a.lat, lon: a.lon });
+  }
+  // The alerts are fresher than the volunteer list (re-read every 5 s).
+  const going = new Set(alerts.map((a) => a.volunteer_id).filter(Boolean));
+  for (const v of S.volunteers.values()) {
+    if (v.on_duty && v.lat != null && v.lon != null) {
+      points.push({ kind: 'vol', v: { ...v, busy: going.has(v.id) }, lat: v.lat, lon: v.lon });
+    }
+  }
+  const children = [];
+  if (!points.length) {
+    children.push(svg('text', { x: W / 2, y: H / 2, 'text-anchor': 'middle', class: 'muted' }, 'Nothing to place yet: no located alert and no volunteer on duty.'));
+    plan.replaceChildren(...children);
+    return;
+  }
+  // Equirectangular around the middle of the bounding box, in metres.
+  const lat0 = (Math.min(...points.map((p) => p.lat)) + Math.max(...points.map((p) => p.lat))) / 2;
+  const lon0 = (Math.min(...points.map((p) => p.lon)) + Math.max(...points.map((p) => p.lon))) / 2;
+  const k = (EARTH_RADIUS_M * Math.PI) / 180;
+  const cos0 = Math.cos((lat0 * Math.PI) / 180);
+  for (const p of points) {
+    p.mx = (p.lon - lon0) * k * cos0;
+    p.my = (p.lat - lat0) * k;
+  }
+  const spanX = Math.max(200, 2 * Math.max(...points.map((p) => Math.abs(p.mx))));
+  const spanY = Math.max(200, 2 * Math.max(...points.map((p) => Math.abs(p.my))));
+  const scale = Math.min((W - 2 * PAD) / spanX, (H - 2 * PAD - 24) / spanY); // px per metre
+  const cx = W / 2;
+  const cy = (H - 24) / 2;
+  const at = (p) => [cx + p.mx * scale, cy - p.my * scale];
+
+  // a light grid every scale-bar length
+  const step = niceLength(W / scale);
+  for (let m = -Math.ceil(W / scale / step) * step; m * scale < W; m += step) {
+    const x = cx + m * scale;
+    if (x > 0 && x < W) children.push(svg('line', { class: 'grid', x1: x, y1: 0, x2: x, y2: H }));
+  }
+  for (let m = -Math.ceil(H / scale / step) * step; m * scale < H; m += step) {
+    const y = cy - m * scale;
+    if (y > 0 && y < H) children.push(svg('line', { class: 'grid', x1: 0, y1: y, x2: W, y2: y }));
+  }
+
+  // who is going where: accepted (solid) and pending offers (dashed)
+  const byVol = new Map(points.filter((p) => p.kind === 'vol').map((p) => [p.v.id, p]));
+  for (const p of points.filter((q) => q.kind === 'alert')) {
+    const [ax, ay] = at(p);
+    const links = [];
+    if (p.a.volunteer_id) links.push([p.a.volunteer_id, 'link-assigned']);
+    for (const o of p.a.offers || []) links.push([o.volunteer_id, 'link-offer']);
+    for (const [vid, cls] of links) {
+      const q = byVol.get(vid);
+      if (!q) continue;
+      const [vx, vy] = at(q);
+      children.push(svg('line', { class: cls, x1: ax, y1: ay, x2: vx, y2: vy }));
+    }
+  }
+  for (const p of points.filter((q) => q.kind === 'vol')) {
+    const [x, y] = at(p);
+    const g = svg('g', { 'data-volunteer-id': p.v.id });
+    g.append(
+      svg('title', {}, `${p.v.name}: ${p.v.busy ? 'on an alert' : 'free'}, location ${fmtAgo(p.v.location_at)}`),
+      svg('circle', { class: `p-vol${p.v.busy ? ' busy' : ''}`, cx: x, cy: y, r: 7 }),
+      svg('text', { x: x + 10, y: y + 4 }, p.v.name),
+    );
+    children.push(g);
+  }
+  for (const p of points.filter((q) => q.kind === 'alert')) {
+    const [x, y] = at(p);
+    const g = svg('g', { 'data-alert-id': p.a.id });
+    const label = seniorName(p.a.senior_id) || p.a.senior_id;
+    g.append(svg('title', {}, `${label}: ${kindLabel(p.a.kind)}, ${stateLabel(p.a.state)}`));
+    if (p.a.escalated) g.append(svg('circle', { class: 'p-alert-ring', cx: x, cy: y, r: 16 }));
+    g.append(svg('circle', { class: 'p-alert', cx: x, cy: y, r: 9 }), svg('text', { x: x + 13, y: y - 8, 'font-weight': 700 }, label));
+    children.push(g);
+  }
+
+  // scale bar (bottom left) and north
+  const len = niceLength(W / scale);
+  const px = len * scale;
+  const sx = 16;
+  const sy = H - 16;
+  children.push(
+    svg('path', { class: 'scale', d: `M${sx} ${sy - 6} V${sy} H${sx + px} V${sy - 6}` }),
+    svg('text', { x: sx + px / 2, y: sy - 9, 'text-anchor': 'middle' }, len >= 1000 ? `${len / 1000} km` : `${len} m`),
+    svg('text', { x: W - 18, y: 22, 'text-anchor': 'middle', 'font-weight': 700 }, 'N'),
+    svg('path', { class: 'scale', d: `M${W - 18} 44 V28 M${W - 23} 33 L${W - 18} 27 L${W - 13} 33` }),
+  );
+  plan.replaceChildren(...children);
+}
+
+// ----- bands -------------------------------------------------------------------
+
+function deviceRow(d, what) {
+  const who = seniorName(d.senior_id) || d.senior_id;
+  const value =
+    what === 'offline'
+      ? el('span', { class: 'val red', text: d.last_seen ? `last seen ${fmtAgo(d.last_seen)}` : 'never seen' })
+      : el('span', { class: `val ${d.battery != null && d.battery <= 10 ? 'red' : 'amber'}`, text: d.battery != null ? `${d.battery} %` : '?' });
+  return el('li', { dataset: { deviceId: d.device_id } }, el('span', {}, el('strong', { text: d.device_id }), ` · ${who}`), value);
+}
+
+function renderDevices() {
+  const { offline, low } = S.devices;
+  $('offline').replaceChildren(...(offline && offline.length ? offline.map((d) => deviceRow(d, 'offline')) : [el('li', { class: 'ok', text: 'All bands are online.' })]));
+  $('low-battery').replaceChildren(...(low && low.length ? low.map((d) => deviceRow(d, 'low')) : [el('li', { class: 'ok', text: 'No low batteries.' })]));
+  tick();
+}
+
+// ----- assign and cancel ---------------------------------------------------------
+
+let dialogAlert = null;
+
+function describe(a) {
+  return `${seniorName(a.senior_id) || a.senior_id}: ${kindLabel(a.kind)} at ${fmtTime(a.pressed_at)}, ${stateLabel(a.state).toLowerCase()}`;
+}
+
+function openAssign(id) {
+  const a = S.alerts.get(id);
+  if (!a) return;
+  dialogAlert = id;
+  loadVolunteers();
+  $('assign-for').textContent = describe(a);
+  $('assign-error').hidden = true;
+  const going = new Set([...S.alerts.values()].map((x) => x.volunteer_id).filter(Boolean));
+  const options = [...S.volunteers.values()].map((v) => {
+    const d = v.lat != null && a.lat != null ? haversine(v, a) : null;
+    let rank = 0;
+    let why = 'free';
+    if (v.id === a.volunteer_id) [rank, why] = [3, 'already on it'];
+    else if (going.has(v.id)) [rank, why] = [3, 'busy with another alert'];
+    else if (!v.on_duty) [rank, why] = [2, 'off duty'];
+    else if (d === null) [rank, why] = [1, 'on duty, no location'];
+    return { v, d, rank, why };
+  });
+  options.sort((x, y) => x.rank - y.rank || (x.d ?? Infinity) - (y.d ?? Infinity) || x.v.name.localeCompare(y.v.name));
+  const select = $('assign-select');
+  select.replaceChildren(
+    ...options.map((o) =>
+      el('option', {
+        value: o.v.id,
+        disabled: o.rank === 3,
+        text: `${o.v.name} — ${o.d !== null ? fmtDistance(o.d) + ', ' : ''}${o.why}`,
+      }),
+    ),
+  );
+  const first = options.find((o) => o.rank < 3);
+  if (first) select.value = first.v.id;
+  $('assign-submit').disabled = !first;
+  if (!first) {
+    $('assign-error').textContent = 'No volunteer can be sent right now.';
+    $('assign-error').hidden = false;
+  }
+  $('assign-dialog').showModal();
+}
+
+$('assign-close').addEventListener('click', () => $('assign-dialog').close());
+$('assign-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const id = dialogAlert;
+  const volunteerId = $('assign-select').value;
+  if (!id || !volunteerId) return;
+  $('assign-submit').disabled = true;
+  try {
+    const a = await api(S.token, 'POST', `/v1/alerts/${encodeURIComponent(id)}/assign`, { volunteer_id: volunteerId });
+    onAlert(a);
+    $('assign-dialog').close();
+    notice(`${volunteerName(volunteerId)} was sent to ${seniorName(a.senior_id) || a.senior_id}.`, true);
+  } catch (err) {
+    $('assign-error').textContent = plainError(err, { 404: 'That alert or volunteer is no longer there.', ...OPERATOR_WORDS });
+    $('assign-error').hidden = false;
+    refreshAlerts();
+  } finally {
+    $('assign-submit').disabled = false;
+  }
+});
+
+function openCancel(id) {
+  const a = S.alerts.get(id);
+  if (!a) return;
+  dialogAlert = id;
+  $('cancel-for').textContent = describe(a);
+  $('cancel-reason').value = '';
+  $('cancel-dialog').showModal();
+  $('cancel-reason').focus();
+}
+
+$('cancel-close').addEventListener('click', () => $('cancel-dialog').close());
+$('cancel-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const id = dialogAlert;
+  const reason = $('cancel-reason').value.trim();
+  if (!id || !reason) return;
+  $('cancel-submit').disabled = true;
+  try {
+    const a = await api(S.token, 'POST', `/v1/alerts/${encodeURIComponent(id)}/cancel`, { reason });
+    onAlert(a);
+    $('cancel-dialog').close();
+    notice(`The alert of ${seniorName(a.senior_id) || a.senior_id} was cancelled.`, true);
+  } catch (err) {
+    $('cancel-dialog').close();
+    notice(plainError(err, OPERATOR_WORDS));
+    refreshAlerts();
+  } finally {
+    $('cancel-submit').disabled = false;
+  }
+});
+
+// ----- go ------------------------------------------------------------------------
+
+setInterval(tick, 1000);
+if (S.token) start();
+else showTokenPanel('');

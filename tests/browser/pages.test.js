@@ -1,0 +1,283 @@
+// The pages in a real browser: Debian's headless Chromium driven by
+// playwright-core, against a service started by .ci/browser.sh (a fresh
+// SQLite file and the embedded broker). One story, as people would live it:
+// an operator watches the dashboard, a volunteer uses the phone page, a
+// senior presses her band (over MQTT), the dashboard follows without a
+// reload, the volunteer accepts, arrives and closes the alert; meanwhile an
+// alert nobody can take is escalated, and the operator assigns and cancels
+// it from the dashboard.
+//
+// Environment (set by .ci/browser.sh): ONEPRESS_BASE, ONEPRESS_OPERATOR_TOKEN,
+// ONEPRESS_MQTT_PORT, CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+
+import mqtt from 'mqtt';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.ONEPRESS_BASE || 'http://127.0.0.1:8080';
+const OPERATOR = process.env.ONEPRESS_OPERATOR_TOKEN;
+const MQTT_PORT = Number(process.env.ONEPRESS_MQTT_PORT || 1884);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.SCREENSHOT_DIR || '';
+const WAIT = 15000; // the longest a change may take to show on a page
+
+// Where things are: Lotus Lane and around (a few hundred metres apart).
+const JIANG = { lat: 30.5101, lon: 120.6805 };
+const ZHAO = { lat: 30.5072, lon: 120.6848 };
+const WANG_AT = { lat: 30.5122, lon: 120.6779 };
+const LI_AT = { lat: 30.5058, lon: 120.6869 };
+
+async function call(method, path, token, body) {
+  const headers = { authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(BASE + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  const json = text ? JSON.parse(text) : null;
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${text}`);
+  return json;
+}
+
+const op = (method, path, body) => call(method, path, OPERATOR, body);
+
+let browser;
+let broker;
+
+before(async () => {
+  assert.ok(OPERATOR, 'ONEPRESS_OPERATOR_TOKEN is set');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  broker = await mqtt.connectAsync(`mqtt://127.0.0.1:${MQTT_PORT}`, {
+    clientId: `browser-test-${process.pid}`,
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 0,
+  });
+});
+
+after(async () => {
+  if (broker) await broker.endAsync();
+  if (browser) await browser.close();
+});
+
+/** A page that fails the test on any script error or any request to another host. */
+async function openPage(options) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`script error: ${e.message}`));
+  page.on('request', (r) => {
+    const url = new URL(r.url());
+    if (url.origin !== BASE && url.protocol !== 'data:') problems.push(`request to another host: ${r.url()}`);
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource|EventSource/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return { context, page, problems };
+}
+
+async function press(device, event, position) {
+  const payload = { event_id: event, kind: 'sos', ts: new Date().toISOString(), ...position, battery: 80 };
+  await broker.publishAsync(`wristbands/${device}/alert`, JSON.stringify(payload), { qos: 1 });
+}
+
+async function activeAlertOf(device) {
+  for (let i = 0; i < 100; i++) {
+    const list = await op('GET', '/v1/alerts?state=active');
+    const a = list.find((x) => x.device_id === device);
+    if (a) return a;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no active alert for ${device}`);
+}
+
+async function streamDeployed() {
+  const abort = new AbortController();
+  try {
+    const r = await fetch(`${BASE}/v1/alerts/stream`, { headers: { authorization: `Bearer ${OPERATOR}` }, signal: abort.signal });
+    return r.status === 200;
+  } catch {
+    return false;
+  } finally {
+    abort.abort();
+  }
+}
+
+test('an alert from press to close, seen on both pages', async () => {
+  // ---- the registry, as the centre sets it up -------------------------------------------
+  await op('PUT', '/v1/seniors/s-17', { name: 'Jiang Lan', address: '3 Lotus Lane, flat 2', home: JIANG, notes: 'Lives alone. Key with the neighbour at no. 5.' });
+  await op('PUT', '/v1/seniors/s-09', { name: 'Zhao Min', address: '11 Willow Court', home: ZHAO, notes: 'Hard of hearing: knock loudly.' });
+  await op('PUT', '/v1/devices/band-17', { senior_id: 's-17' });
+  await op('PUT', '/v1/devices/band-09', { senior_id: 's-09' });
+  await op('PUT', '/v1/volunteers/v-wang', { name: 'Wang Fang', phone: '138-0000-0001' });
+  await op('PUT', '/v1/volunteers/v-li', { name: 'Li Wei' });
+  const wang = (await op('POST', '/v1/volunteers/v-wang/token')).token;
+  const li = (await op('POST', '/v1/volunteers/v-li/token')).token;
+  // Li is on duty from a phone app; Wang will use the page.
+  await call('PUT', '/v1/me/location', li, LI_AT);
+  await call('PUT', '/v1/me/duty', li, { on_duty: true });
+  // Band 17 reports a weak battery; band 09 has never been heard from.
+  await broker.publishAsync('wristbands/band-17/status', JSON.stringify({ battery: 15, ...JIANG }), { qos: 1 });
+  await new Promise((r) => setTimeout(r, 600)); // heartbeats are written in batches
+
+  const live = await streamDeployed();
+
+  // ---- the operator opens the dashboard and pastes the token -------------------------------
+  const dash = await openPage({ viewport: { width: 1280, height: 900 } });
+  await dash.page.goto(`${BASE}/`);
+  await dash.page.locator('#token-panel').waitFor();
+  await dash.page.fill('#token-input', OPERATOR);
+  await dash.page.click('#token-form button[type=submit]');
+  await dash.page.locator('#board').waitFor();
+  await dash.page.locator('#no-alerts').waitFor();
+  await dash.page.locator('#low-battery li[data-device-id="band-17"]').waitFor({ timeout: WAIT });
+  await dash.page.locator('#offline li[data-device-id="band-09"]').waitFor({ timeout: WAIT });
+  if (live) await dash.page.locator('#conn[data-mode="live"]').waitFor({ timeout: WAIT });
+  // Marks this document: it must still be there at the end (no reload).
+  await dash.page.evaluate(() => {
+    window.__sameDocument = true;
+  });
+
+  // ---- Wang opens the volunteer page from a link with the token ------------------------------
+  const phone = await openPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  await phone.page.goto(`${BASE}/volunteer?token=${encodeURIComponent(wang)}`);
+  await phone.page.locator('#main').waitFor();
+  assert.ok(!phone.page.url().includes('token='), `the token is taken out of the address bar: ${phone.page.url()}`);
+  await phone.page.locator('#me-name', { hasText: 'Wang Fang' }).waitFor({ timeout: WAIT });
+  // on duty, with a position typed by hand
+  await phone.page.fill('#lat', String(WANG_AT.lat));
+  await phone.page.fill('#lon', String(WANG_AT.lon));
+  await phone.page.click('#set-location');
+  await phone.page.locator('#loc-status', { hasText: '30.51220' }).waitFor({ timeout: WAIT });
+  await phone.page.click('#duty');
+  await phone.page.locator('#duty[data-on-duty="true"]').waitFor({ timeout: WAIT });
+  // the plan shows both volunteers on duty
+  await dash.page.locator('#plan g[data-volunteer-id="v-wang"]').waitFor({ timeout: WAIT });
+  await dash.page.locator('#plan g[data-volunteer-id="v-li"]').waitFor({ timeout: WAIT });
+
+  // ---- Jiang Lan presses her band ---------------------------------------------------------------
+  await press('band-17', 'e-1', JIANG);
+  const first = await activeAlertOf('band-17');
+  const card = dash.page.locator(`article.alert-card[data-alert-id="${first.id}"]`);
+  await card.waitFor({ timeout: WAIT });
+  await card.locator('[data-role="who"]', { hasText: 'Wang Fang' }).waitFor({ timeout: WAIT });
+  assert.match(await card.textContent(), /Jiang Lan/);
+  await card.locator('.target[data-target="response"][data-level="green"]').waitFor({ timeout: WAIT });
+  await dash.page.locator(`#plan g[data-alert-id="${first.id}"]`).waitFor({ timeout: WAIT });
+
+  // the offer on Wang's phone, with its distance and countdown
+  const offer = phone.page.locator(`.offer-card[data-alert-id="${first.id}"]`);
+  await offer.waitFor({ timeout: WAIT });
+  assert.match(await offer.textContent(), /Jiang Lan/);
+  await offer.locator('[data-role="offer-countdown"]', { hasText: 'Answer within' }).waitFor({ timeout: WAIT });
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true });
+    await phone.page.screenshot({ path: join(SHOTS, 'volunteer.png') });
+  }
+
+  // ---- Wang accepts; the dashboard follows ---------------------------------------------------------
+  await offer.locator('[data-action="accept"]').click();
+  await phone.page.locator(`#job[data-alert-id="${first.id}"][data-state="accepted"]`).waitFor({ timeout: WAIT });
+  await card.and(dash.page.locator('[data-state="accepted"]')).waitFor({ timeout: WAIT });
+  assert.match(await card.locator('[data-role="who"]').textContent(), /Wang Fang.*on the way/);
+  await card.locator('.target[data-target="response"][data-level="met"]').waitFor({ timeout: WAIT });
+
+  // ---- Zhao Min presses; Li declines; nobody is left: escalated, on top ---------------------------
+  await press('band-09', 'e-1', ZHAO);
+  const second = await activeAlertOf('band-09');
+  for (let i = 0; i < 50; i++) {
+    const a = await op('GET', `/v1/alerts/${second.id}`);
+    if (a.offers.some((o) => o.volunteer_id === 'v-li')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await call('POST', `/v1/alerts/${second.id}/decline`, li);
+  const escalated = dash.page.locator(`article.alert-card.escalated[data-alert-id="${second.id}"]`);
+  await escalated.waitFor({ timeout: WAIT });
+  const order = await dash.page.$$eval('#alerts article.alert-card', (cards) => cards.map((c) => c.dataset.alertId));
+  assert.deepEqual(order, [second.id, first.id], 'the escalated alert is on top');
+  await dash.page.locator(`#plan g[data-alert-id="${second.id}"] .p-alert-ring`).waitFor({ timeout: WAIT });
+  if (SHOTS) await dash.page.screenshot({ path: join(SHOTS, 'dashboard.png') });
+
+  // ---- the operator sends Li by hand, then calls it off ------------------------------------------
+  await escalated.locator('[data-action="assign"]').click();
+  await dash.page.locator('#assign-dialog[open]').waitFor();
+  await dash.page.selectOption('#assign-select', 'v-li');
+  await dash.page.click('#assign-submit');
+  const second_card = dash.page.locator(`article.alert-card[data-alert-id="${second.id}"]`);
+  await second_card.and(dash.page.locator('[data-state="accepted"]')).waitFor({ timeout: WAIT });
+  assert.match(await second_card.locator('[data-role="who"]').textContent(), /Li Wei/);
+  await second_card.locator('[data-action="cancel"]').click();
+  await dash.page.locator('#cancel-dialog[open]').waitFor();
+  await dash.page.fill('#cancel-reason', 'Her daughter is with her');
+  await dash.page.click('#cancel-submit');
+  await second_card.waitFor({ state: 'detached', timeout: WAIT });
+  assert.equal((await op('GET', `/v1/alerts/${second.id}`)).state, 'cancelled');
+
+  // ---- Wang arrives and closes the alert -----------------------------------------------------------
+  await phone.page.click('#arrive');
+  await phone.page.locator('#job[data-state="on_scene"]').waitFor({ timeout: WAIT });
+  await card.and(dash.page.locator('[data-state="on_scene"]')).waitFor({ timeout: WAIT });
+  await phone.page.selectOption('#outcome', 'helped');
+  await phone.page.fill('#note', 'Helped her up; no injury.');
+  await phone.page.click('#resolve');
+  await phone.page.locator('#job').waitFor({ state: 'hidden', timeout: WAIT });
+  await card.waitFor({ state: 'detached', timeout: WAIT });
+  await dash.page.locator('#no-alerts').waitFor({ state: 'visible', timeout: WAIT });
+  const closed = await op('GET', `/v1/alerts/${first.id}`);
+  assert.equal(closed.state, 'resolved');
+  assert.equal(closed.outcome, 'helped');
+
+  // ---- a wrong token is told in plain words ------------------------------------------------------
+  const stranger = await openPage({ viewport: { width: 390, height: 844 } });
+  await stranger.page.goto(`${BASE}/volunteer#token=not-a-real-token`);
+  assert.ok(!stranger.page.url().includes('token='), 'the token is taken out of the address bar');
+  await stranger.page.locator('#notice', { hasText: 'Token not recognised' }).waitFor({ timeout: WAIT });
+  await stranger.page.locator('#token-panel').waitFor();
+
+  assert.ok(await dash.page.evaluate(() => window.__sameDocument === true), 'the dashboard was never reloaded');
+  const mode = await dash.page.locator('#conn').getAttribute('data-mode');
+  console.log(`dashboard updates: ${mode === 'live' ? 'SSE stream' : 'polling every 2 s'} (stream deployed: ${live})`);
+  for (const p of [dash, phone, stranger]) {
+    assert.deepEqual(p.problems, [], 'no script errors and nothing from another host');
+    await p.context.close();
+  }
+});
+
+test('without the stream the dashboard polls and still follows', async () => {
+  await op('PUT', '/v1/seniors/s-23', { name: 'Qian Yu', address: '7 Bamboo Row', home: { lat: 30.509, lon: 120.683 } });
+  await op('PUT', '/v1/devices/band-23', { senior_id: 's-23' });
+  const dash = await openPage({ viewport: { width: 1280, height: 900 } });
+  // As before the stream existed, or behind a proxy that refuses it.
+  await dash.page.route('**/v1/alerts/stream*', (route) =>
+    route.fulfill({ status: 404, contentType: 'application/json', body: '{"error":{"code":"not_found","message":"no such route"}}' }),
+  );
+  await dash.page.goto(`${BASE}/`);
+  await dash.page.fill('#token-input', OPERATOR);
+  await dash.page.click('#token-form button[type=submit]');
+  await dash.page.locator('#conn[data-mode="polling"]').waitFor({ timeout: WAIT });
+
+  await press('band-23', 'e-1', { lat: 30.509, lon: 120.683 });
+  const alert = await activeAlertOf('band-23');
+  const card = dash.page.locator(`article.alert-card[data-alert-id="${alert.id}"]`);
+  await card.waitFor({ timeout: WAIT });
+  assert.match(await card.textContent(), /Qian Yu/);
+  await op('POST', `/v1/alerts/${alert.id}/cancel`, { reason: 'test over' });
+  await card.waitFor({ state: 'detached', timeout: WAIT });
+  assert.deepEqual(dash.problems, []);
+  await dash.context.close();
+});
