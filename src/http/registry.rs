@@ -375,10 +375,11 @@ impl TryFrom<(VolunteerId, VolunteerBody)> for VolunteerProfile {
     }
 }
 
-/// Writes the profile, then tells the dispatcher the name. If the second
-/// step fails the answer is a 503 and a retry of the same PUT completes it.
 /// Registers a volunteer or replaces their profile (their duty, location and token
 /// are kept).
+///
+/// Writes the profile, then tells the dispatcher the name. If the second
+/// step fails the answer is a 503 and a retry of the same PUT completes it.
 #[utoipa::path(
     put,
     path = "/v1/volunteers/{id}",
