@@ -59,9 +59,12 @@ function learnSkew(response, sentAt) {
   skewMs = Math.abs(gap) > 2000 ? gap : 0;
 }
 
-/** Calls the API with a bearer token; resolves to the JSON answer (or null). */
-export async function api(token, method, path, body) {
-  const headers = { accept: 'application/json' };
+/**
+ * Calls the API with a bearer token; resolves to the answer's text. A
+ * refusal throws an ApiFailure (the error body is JSON whatever `accept` is).
+ */
+export async function apiText(token, method, path, body, accept = 'application/json') {
+  const headers = { accept };
   if (token) headers.authorization = `Bearer ${token}`;
   const init = { method, headers, cache: 'no-store' };
   if (body !== undefined) {
@@ -77,19 +80,27 @@ export async function api(token, method, path, body) {
   }
   learnSkew(response, sentAt);
   const text = await response.text();
-  let json = null;
-  if (text) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = null;
-    }
-  }
   if (!response.ok) {
-    const error = (json && json.error) || {};
+    let error = {};
+    try {
+      error = JSON.parse(text).error || {};
+    } catch {
+      error = {};
+    }
     throw new ApiFailure(response.status, error.code, error.message);
   }
-  return json;
+  return text;
+}
+
+/** Calls the API with a bearer token; resolves to the JSON answer (or null). */
+export async function api(token, method, path, body) {
+  const text = await apiText(token, method, path, body);
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }
 
 /**

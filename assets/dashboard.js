@@ -1,5 +1,6 @@
 // The operator dashboard (GET /): every active alert with its countdowns,
-// a plan view, cancel and assign by hand, and the bands that need a look.
+// a plan view, cancel and assign by hand, the bands that need a look, and
+// the volunteers: register one, issue a token as a link and a QR code.
 //
 // Live updates: the SSE stream GET /v1/alerts/stream?access_token=… (event
 // `alert` = one alert as it now stands, `resync` = re-read the list). While
@@ -12,6 +13,7 @@ import {
   ApiFailure,
   EARTH_RADIUS_M,
   api,
+  apiText,
   el,
   fmtAgo,
   fmtClock,
@@ -52,6 +54,7 @@ const S = {
   seniorsAt: 0,
   volunteersAt: 0,
   lastRender: '',
+  lastVolunteers: '',
   timers: [],
 };
 
@@ -201,6 +204,7 @@ async function loadVolunteers() {
     const list = await read('/v1/volunteers');
     S.volunteers = new Map(list.map((v) => [v.id, v]));
     render();
+    renderVolunteers();
   } catch {
     // idem
   }
@@ -286,6 +290,7 @@ function start() {
   $('change-token').hidden = false;
   setMode('connecting', 'Connecting…');
   S.lastRender = '';
+  S.lastVolunteers = '';
   loadSeniors();
   loadVolunteers();
   loadDevices();
@@ -677,6 +682,176 @@ $('cancel-form').addEventListener('submit', async (e) => {
   } finally {
     $('cancel-submit').disabled = false;
   }
+});
+
+// ----- volunteers: the list, registering one, issuing a token -----------------------
+
+function volunteerRow(v) {
+  const duty = v.on_duty
+    ? el('span', { class: 'tag tag-on', dataset: { role: 'duty' }, text: 'On duty' })
+    : el('span', { class: 'tag tag-off', dataset: { role: 'duty' }, text: 'Off duty' });
+  return el(
+    'li',
+    { dataset: { volunteerId: v.id } },
+    el(
+      'span',
+      { class: 'who-vol' },
+      el('strong', { dataset: { role: 'name' }, text: v.name }),
+      el('span', { class: 'ids', text: ` ${v.id}${v.phone ? ' · ' + v.phone : ''}` }),
+      duty,
+      v.busy && el('span', { class: 'tag tag-busy', dataset: { role: 'busy' }, text: 'On an alert' }),
+    ),
+    el('button', { class: 'btn btn-small', type: 'button', dataset: { action: 'issue-token' }, text: 'Issue token', onclick: () => openToken(v.id) }),
+  );
+}
+
+/** Rebuilds the volunteers' list when what it shows has changed. */
+function renderVolunteers() {
+  const list = [...S.volunteers.values()].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+  const signature = JSON.stringify(list.map((v) => [v.id, v.name, v.phone, v.on_duty, v.busy]));
+  if (signature === S.lastVolunteers) return;
+  S.lastVolunteers = signature;
+  $('volunteers').replaceChildren(...(list.length ? list.map(volunteerRow) : [el('li', { class: 'ok', text: 'No volunteers yet: register the first one below.' })]));
+  $('volunteer-count').textContent = String(list.length);
+  volunteerFormHint();
+}
+
+/** Says so when the id typed is already registered: the form then updates. */
+function volunteerFormHint() {
+  const known = S.volunteers.get($('volunteer-id').value.trim());
+  $('volunteer-submit').textContent = known ? 'Update' : 'Register';
+  $('volunteer-known').textContent = known ? `${known.id} is already registered (${known.name}): this replaces their name and phone.` : '';
+  $('volunteer-known').hidden = !known;
+}
+
+$('volunteer-id').addEventListener('input', volunteerFormHint);
+
+$('volunteer-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const id = $('volunteer-id').value.trim();
+  const name = $('volunteer-name').value.trim();
+  const phone = $('volunteer-phone').value.trim();
+  if (!id || !name) return;
+  // A PUT replaces the whole profile: keep what this form does not show.
+  const known = S.volunteers.get(id) || {};
+  const body = { name, phone: phone || null, grid: known.grid ?? null, skills: known.skills ?? null };
+  $('volunteer-submit').disabled = true;
+  $('volunteer-error').hidden = true;
+  try {
+    const v = await api(S.token, 'PUT', `/v1/volunteers/${encodeURIComponent(id)}`, body);
+    S.volunteers.set(v.id, v);
+    $('volunteer-form').reset();
+    renderVolunteers();
+    volunteerFormHint();
+    notice(`${v.name} is registered. Issue a token to sign their phone in.`, true);
+    loadVolunteers();
+  } catch (err) {
+    $('volunteer-error').textContent = plainError(err, OPERATOR_WORDS);
+    $('volunteer-error').hidden = false;
+  } finally {
+    $('volunteer-submit').disabled = false;
+  }
+});
+
+let tokenVolunteer = null;
+
+function openToken(id) {
+  const v = S.volunteers.get(id);
+  if (!v) return;
+  tokenVolunteer = id;
+  $('token-for').textContent = v.name;
+  $('token-confirm').hidden = false;
+  $('token-result').hidden = true;
+  $('token-error').hidden = true;
+  $('token-issue').disabled = false;
+  $('token-dialog').showModal();
+  $('token-keep').focus();
+}
+
+/** The service's SVG as a node of this page (parsed as SVG, never as HTML). */
+function svgNode(text) {
+  const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+  const root = doc.documentElement;
+  if (!root || root.localName !== 'svg' || doc.getElementsByTagName('parsererror').length) {
+    throw new Error('the QR code could not be read');
+  }
+  return document.importNode(root, true);
+}
+
+/** Drops the token: nothing of it is kept once the dialog is closed. */
+function forgetToken() {
+  tokenVolunteer = null;
+  $('token-link').value = '';
+  $('token-qr').replaceChildren();
+  $('token-copied').textContent = '';
+}
+
+function closeToken() {
+  forgetToken();
+  $('token-dialog').close();
+}
+
+$('token-keep').addEventListener('click', closeToken);
+$('token-done').addEventListener('click', closeToken);
+$('token-dialog-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const id = tokenVolunteer;
+  if (!id || $('token-confirm').hidden) return;
+  $('token-issue').disabled = true;
+  let token;
+  try {
+    ({ token } = await api(S.token, 'POST', `/v1/volunteers/${encodeURIComponent(id)}/token`));
+  } catch (err) {
+    $('token-error').textContent = plainError(err, { 404: 'That volunteer is no longer registered.', ...OPERATOR_WORDS });
+    $('token-error').hidden = false;
+    $('token-issue').disabled = false;
+    return;
+  }
+  if (tokenVolunteer !== id) return; // closed meanwhile: the token is dropped
+  const link = `${location.origin}/volunteer#token=${encodeURIComponent(token)}`;
+  token = null;
+  $('token-link').value = link;
+  $('token-copied').textContent = '';
+  $('token-qr').replaceChildren(el('p', { class: 'hint', text: 'Drawing the QR code…' }));
+  $('token-confirm').hidden = true;
+  $('token-result').hidden = false;
+  $('token-link').focus();
+  $('token-link').select();
+  try {
+    const svgText = await apiText(S.token, 'POST', '/v1/qr', { text: link }, 'image/svg+xml');
+    if (tokenVolunteer === id) $('token-qr').replaceChildren(svgNode(svgText));
+  } catch (err) {
+    if (tokenVolunteer === id) {
+      $('token-qr').replaceChildren(
+        el('p', { class: 'form-error', text: `No QR code: ${plainError(err, OPERATOR_WORDS)} The link below works all the same.` }),
+      );
+    }
+  }
+});
+
+$('token-copy').addEventListener('click', async () => {
+  const link = $('token-link').value;
+  if (!link) return;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(link);
+    copied = true;
+  } catch {
+    // no clipboard API (plain http on another host): the old way
+    $('token-link').select();
+    try {
+      copied = document.execCommand('copy');
+    } catch {
+      copied = false;
+    }
+  }
+  $('token-copied').textContent = copied ? 'Copied. Paste it into a message to the volunteer.' : 'Could not copy: select the link and copy it by hand.';
+});
+
+// Also when it is closed with Esc.
+$('token-dialog').addEventListener('close', () => {
+  forgetToken();
+  loadVolunteers();
 });
 
 // ----- go ------------------------------------------------------------------------

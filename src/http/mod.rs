@@ -19,6 +19,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod qr;
 pub mod registry;
 pub mod stats;
 pub mod validate;
@@ -77,6 +78,7 @@ pub fn api_routes() -> Router<AppState> {
         .merge(health::router())
         .merge(pages::router())
         .merge(registry::router())
+        .merge(qr::router())
         .merge(volunteer::router())
         .merge(alerts::router())
         .merge(live::router())

@@ -25,7 +25,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use super::error::ErrorBody;
-use super::{AppState, alerts, health, live, metrics, registry, stats, volunteer};
+use super::{AppState, alerts, health, live, metrics, qr, registry, stats, volunteer};
 
 /// The name of the bearer security scheme in the document.
 pub const BEARER: &str = "bearer";
@@ -60,6 +60,9 @@ pub const EXTENSIONS: &[&str] = &[
     "Texts and ids holding a NUL character are refused (422; a band event with one is rejected \
      as `invalid_field`).",
     "The pages' script and style are served under `/assets/`.",
+    "`POST /v1/qr` (operators) answers a text of 1 to 1024 characters, `{\"text\": \"…\"}`, as \
+     an SVG QR code (`image/svg+xml`, level M, with a quiet zone), for the dashboard's \
+     volunteer sign-in links.",
 ];
 
 const DESCRIPTION: &str = "One press, a 3-minute response, a 10-minute arrival: the HTTP API of \
@@ -87,6 +90,7 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         registry::list_volunteers,
         registry::put_volunteer,
         registry::issue_token,
+        qr::qr_code,
         volunteer::me,
         volunteer::set_duty,
         volunteer::set_location,
@@ -227,6 +231,7 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("get", "/v1/volunteers", true),
     ("put", "/v1/volunteers/{id}", true),
     ("post", "/v1/volunteers/{id}/token", true),
+    ("post", "/v1/qr", true),
     ("get", "/v1/me", true),
     ("put", "/v1/me/duty", true),
     ("put", "/v1/me/location", true),

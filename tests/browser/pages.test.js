@@ -5,7 +5,8 @@
 // senior presses her band (over MQTT), the dashboard follows without a
 // reload, the volunteer accepts, arrives and closes the alert; meanwhile an
 // alert nobody can take is escalated, and the operator assigns and cancels
-// it from the dashboard.
+// it from the dashboard. Then an operator registers a volunteer on the
+// dashboard and signs their phone in with the QR code and link it gives.
 //
 // Environment (set by .ci/browser.sh): ONEPRESS_BASE, ONEPRESS_OPERATOR_TOKEN,
 // ONEPRESS_MQTT_PORT, CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR.
@@ -280,4 +281,81 @@ test('without the stream the dashboard polls and still follows', async () => {
   await card.waitFor({ state: 'detached', timeout: WAIT });
   assert.deepEqual(dash.problems, []);
   await dash.context.close();
+});
+
+test('an operator registers a volunteer and signs their phone in with a QR code', async () => {
+  const dash = await openPage({ viewport: { width: 1280, height: 900 } });
+  await dash.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
+  const urls = [];
+  dash.page.on('request', (r) => urls.push(`${r.method()} ${r.url()}`));
+  await dash.page.goto(`${BASE}/`);
+  await dash.page.fill('#token-input', OPERATOR);
+  await dash.page.click('#token-form button[type=submit]');
+  await dash.page.locator('#volunteers li[data-volunteer-id="v-wang"]').waitFor({ timeout: WAIT });
+
+  // ---- register Zhou Jie through the panel --------------------------------------------------------
+  await dash.page.fill('#volunteer-id', 'v-zhou');
+  await dash.page.fill('#volunteer-name', 'Zhou Jie');
+  await dash.page.fill('#volunteer-phone', '138-0000-0042');
+  await dash.page.click('#volunteer-submit');
+  const row = dash.page.locator('#volunteers li[data-volunteer-id="v-zhou"]');
+  await row.waitFor({ timeout: WAIT });
+  assert.match(await row.textContent(), /Zhou Jie.*Off duty/);
+  await dash.page.locator('#notice', { hasText: 'Zhou Jie is registered' }).waitFor({ timeout: WAIT });
+  const stored = (await op('GET', '/v1/volunteers')).find((v) => v.id === 'v-zhou');
+  assert.equal(stored.name, 'Zhou Jie');
+  assert.equal(stored.phone, '138-0000-0042');
+  // an id already taken is said so before it is sent
+  await dash.page.fill('#volunteer-id', 'v-wang');
+  await dash.page.locator('#volunteer-known', { hasText: 'already registered (Wang Fang)' }).waitFor();
+  assert.equal(await dash.page.textContent('#volunteer-submit'), 'Update');
+  await dash.page.fill('#volunteer-id', '');
+
+  // ---- issue a token: confirm, then a QR code and the link -------------------------------------------
+  await row.locator('[data-action="issue-token"]').click();
+  await dash.page.locator('#token-dialog[open] #token-confirm').waitFor();
+  assert.match(await dash.page.textContent('#token-for'), /Zhou Jie/);
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-qr svg').waitFor({ timeout: WAIT });
+  const link = await dash.page.inputValue('#token-link');
+  assert.match(link, new RegExp(`^${BASE}/volunteer#token=[0-9a-f]{64}$`));
+  const token = link.split('#token=')[1];
+  const viewBox = await dash.page.getAttribute('#token-qr svg', 'viewBox');
+  assert.match(viewBox, /^0 0 \d+ \d+$/);
+  const box = await dash.page.locator('#token-qr svg').boundingBox();
+  assert.ok(box && box.width >= 200 && box.height >= 200, `the QR code is big enough to scan: ${JSON.stringify(box)}`);
+  await dash.page.click('#token-copy');
+  await dash.page.locator('#token-copied', { hasText: 'Copied' }).waitFor({ timeout: WAIT });
+  assert.equal(await dash.page.evaluate(() => navigator.clipboard.readText()), link);
+  // The token went out in the bodies of POSTs only, never in a URL.
+  assert.ok(urls.some((u) => u === `POST ${BASE}/v1/qr`), urls.join('\n'));
+  assert.ok(!urls.some((u) => u.includes(token)), 'the token is in no URL the dashboard requested');
+  // closing the dialog forgets the token
+  await dash.page.click('#token-done');
+  await dash.page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  assert.equal(await dash.page.inputValue('#token-link'), '');
+  assert.equal(await dash.page.locator('#token-qr svg').count(), 0);
+
+  // ---- the link opens the volunteer page signed in as Zhou Jie ---------------------------------------
+  const phone = await openPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await phone.page.goto(link);
+  await phone.page.locator('#main').waitFor({ timeout: WAIT });
+  await phone.page.locator('#me-name', { hasText: 'Zhou Jie' }).waitFor({ timeout: WAIT });
+  assert.ok(!phone.page.url().includes('token='), `the token is taken out of the address bar: ${phone.page.url()}`);
+
+  // ---- issuing again ends the first token ---------------------------------------------------------
+  await row.locator('[data-action="issue-token"]').click();
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-qr svg').waitFor({ timeout: WAIT });
+  assert.notEqual(await dash.page.inputValue('#token-link'), link);
+  await dash.page.keyboard.press('Escape');
+  await dash.page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  await dash.page.waitForFunction(() => document.getElementById('token-link').value === '' && !document.querySelector('#token-qr svg'));
+  const r = await fetch(`${BASE}/v1/me`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(r.status, 401, 'the first token no longer works');
+
+  for (const p of [dash, phone]) {
+    assert.deepEqual(p.problems, [], 'no script errors and nothing from another host');
+    await p.context.close();
+  }
 });

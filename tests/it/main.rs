@@ -9,6 +9,7 @@ mod lifecycle;
 mod live;
 mod openapi;
 mod pages;
+mod qr;
 mod restart;
 mod settings;
 mod store;
