@@ -83,8 +83,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         device: &DeviceId,
     ) -> Result<Option<(SeniorCard, Option<Position>)>, StoreError>;
-    /// Writes many heartbeats in one transaction; returns the devices that
-    /// are not registered (their heartbeats are skipped).
+    /// Writes many heartbeats in one transaction (at most one per band: the
+    /// ingest merges them first; a beat older than the band's `last_seen`
+    /// changes nothing); returns the bands that are not registered.
     async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<Vec<DeviceId>, StoreError>;
     /// Creates or updates a volunteer's profile, leaving dispatch state alone.
     async fn upsert_volunteer(&self, profile: &VolunteerProfile) -> Result<(), StoreError>;

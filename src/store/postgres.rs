@@ -9,6 +9,8 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use super::{StoreError, sql};
+use crate::domain::DeviceId;
+use crate::domain::registry::Heartbeat;
 
 /// Connections in the pool.
 const POOL_SIZE: u32 = 10;
@@ -30,6 +32,45 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+/// A whole batch of heartbeats in one statement: the batch goes over as
+/// arrays, is updated in one pass (never moving a band back in time), and
+/// the bands that are not registered come back.
+const HEARTBEATS: &str = "WITH v AS ( \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[]) \
+       AS v(device_id, at, battery, lat, lon)), \
+     updated AS ( \
+     UPDATE devices d SET last_seen = v.at, battery = COALESCE(v.battery, d.battery), \
+       lat = COALESCE(v.lat, d.lat), lon = COALESCE(v.lon, d.lon) \
+     FROM v WHERE d.device_id = v.device_id AND (d.last_seen IS NULL OR d.last_seen <= v.at) \
+     RETURNING d.device_id) \
+     SELECT v.device_id FROM v \
+     WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = v.device_id)";
+
+impl PostgresStore {
+    /// One round trip for the whole batch (a batch holds each band once).
+    /// Returns the bands that are not registered.
+    async fn write_heartbeats(&self, beats: &[Heartbeat]) -> Result<Vec<DeviceId>, StoreError> {
+        let ids: Vec<&str> = beats.iter().map(|b| b.device_id.as_str()).collect();
+        let at: Vec<i64> = beats.iter().map(|b| sql::ms(&b.at)).collect();
+        let battery: Vec<Option<i64>> = beats.iter().map(|b| b.battery.map(i64::from)).collect();
+        let lat: Vec<Option<f64>> = beats.iter().map(|b| b.position.map(|p| p.lat())).collect();
+        let lon: Vec<Option<f64>> = beats.iter().map(|b| b.position.map(|p| p.lon())).collect();
+        let rows: Vec<(String,)> = sqlx::query_as(HEARTBEATS)
+            .bind(ids)
+            .bind(at)
+            .bind(battery)
+            .bind(lat)
+            .bind(lon)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(id,)| {
+                DeviceId::parse(id).map_err(|e| StoreError::Corrupt(format!("device id: {e}")))
+            })
+            .collect()
     }
 }
 

@@ -105,14 +105,6 @@ pub(super) const LIST_DEVICES: &str = concat!(
 pub(super) const DEVICE_OWNER: &str = "SELECT s.id, s.name, s.address, s.home_lat, s.home_lon, \
      s.grid, s.notes, s.contacts FROM devices d JOIN seniors s ON s.id = d.senior_id \
      WHERE d.device_id = $1";
-/// A heartbeat older than the last one seen is skipped; battery and
-/// position are kept when the beat does not carry them.
-pub(super) const HEARTBEAT: &str = "UPDATE devices SET last_seen = $2, \
-     battery = COALESCE($3, battery), lat = COALESCE($4, lat), lon = COALESCE($5, lon) \
-     WHERE device_id = $1 AND (last_seen IS NULL OR last_seen <= $2)";
-
-pub(super) const DEVICE_EXISTS: &str = "SELECT 1 FROM devices WHERE device_id = $1";
-
 pub(super) const UPSERT_VOLUNTEER: &str = "INSERT INTO volunteers \
      (id, name, phone, grid, skills) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, phone = excluded.phone, \
@@ -831,35 +823,11 @@ macro_rules! impl_store {
                     &self,
                     beats: &[Heartbeat],
                 ) -> Result<Vec<DeviceId>, StoreError> {
-                    let mut unknown = Vec::new();
                     if beats.is_empty() {
-                        return Ok(unknown);
+                        return Ok(Vec::new());
                     }
-                    let mut tx = self.pool.begin().await?;
-                    for beat in beats {
-                        let updated = sqlx::query(sql::HEARTBEAT)
-                            .bind(beat.device_id.as_str())
-                            .bind(sql::ms(&beat.at))
-                            .bind(beat.battery.map(i64::from))
-                            .bind(beat.position.map(|p| p.lat()))
-                            .bind(beat.position.map(|p| p.lon()))
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        if updated == 0 {
-                            // Not updated: unknown, or older than what we have.
-                            let known = sqlx::query(sql::DEVICE_EXISTS)
-                                .bind(beat.device_id.as_str())
-                                .fetch_optional(&mut *tx)
-                                .await?
-                                .is_some();
-                            if !known {
-                                unknown.push(beat.device_id.clone());
-                            }
-                        }
-                    }
-                    tx.commit().await?;
-                    Ok(unknown)
+                    // Each engine writes a batch its own fastest way.
+                    self.write_heartbeats(beats).await
                 }
 
                 #[tracing::instrument(skip(self, profile), fields(volunteer = %profile.id), err)]

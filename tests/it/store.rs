@@ -593,7 +593,7 @@ async fn heartbeats_update_known_devices(store: &Db) {
         battery,
         position,
     };
-    store
+    let unknown = store
         .record_heartbeats(&[
             beat("d1", t(0), Some(80), Some(pos(52.1, 13.1))),
             beat("unknown", t(0), Some(5), None),
@@ -601,15 +601,24 @@ async fn heartbeats_update_known_devices(store: &Db) {
         ])
         .await
         .expect("heartbeats");
+    assert_eq!(
+        unknown,
+        vec![did("unknown")],
+        "unregistered bands come back"
+    );
     // Battery and position are kept when a beat does not carry them; an
     // older beat arriving late changes nothing.
-    store
+    let unknown = store
         .record_heartbeats(&[
             beat("d1", t(10), None, None),
             beat("d2", t(0), Some(10), Some(pos(1.0, 1.0))),
         ])
         .await
         .expect("heartbeats");
+    assert!(
+        unknown.is_empty(),
+        "a late beat of a known band is not unknown"
+    );
     store.record_heartbeats(&[]).await.expect("no heartbeats");
     let devices = store.list_devices().await.unwrap();
     assert_eq!(devices.len(), 2, "unknown bands are not registered");
