@@ -43,6 +43,9 @@ HTTP_PORT=$(free_port)
 MQTT_PORT=$(free_port)
 while [ "$MQTT_PORT" = "$HTTP_PORT" ]; do MQTT_PORT=$(free_port); done
 TOKEN="browser-test-$(node -e 'console.log(require("crypto").randomBytes(16).toString("hex"))')"
+# The test's own MQTT client (watching offers, pressing for bands) logs in
+# as the admin.
+ADMIN="browser-admin:$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')"
 
 echo "== starting onepress (HTTP 127.0.0.1:$HTTP_PORT, MQTT 127.0.0.1:$MQTT_PORT)"
 # Run from the temp dir, so that no config/onepress.toml of the checkout applies.
@@ -55,6 +58,7 @@ echo "== starting onepress (HTTP 127.0.0.1:$HTTP_PORT, MQTT 127.0.0.1:$MQTT_PORT
     ONEPRESS_MQTT_CLIENT_ID="onepress-browser-test" \
     ONEPRESS_DATABASE_URL="sqlite://$TMP/onepress.db" \
     ONEPRESS_OPERATOR_TOKEN="$TOKEN" \
+    ONEPRESS_MQTT_ADMIN="$ADMIN" \
     ONEPRESS_OFFER_TIMEOUT=2m \
     RUST_LOG="${RUST_LOG:-info}" \
     "$ROOT/target/debug/onepress" serve
@@ -88,6 +92,7 @@ status=0
   ONEPRESS_BASE="http://127.0.0.1:$HTTP_PORT" \
     ONEPRESS_OPERATOR_TOKEN="$TOKEN" \
     ONEPRESS_MQTT_PORT="$MQTT_PORT" \
+    ONEPRESS_MQTT_ADMIN="$ADMIN" \
     CHROMIUM=/usr/bin/chromium \
     SCREENSHOT_DIR="$SHOTS" \
     node --test --test-reporter=spec

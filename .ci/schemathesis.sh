@@ -67,11 +67,12 @@ free_port() {
 
 # A band press over MQTT: a minimal MQTT 3.1.1 client (CONNECT, PUBLISH at
 # QoS 1, then the PUBACK, which comes once the press is stored).
-press() { # mqtt_port device event_id
+press() { # mqtt_port device event_id admin_login
   python3 - "$@" <<'EOF'
 import json, socket, sys
 
-port, device, event_id = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, device, event_id, admin = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+user, password = admin.split(":", 1)
 
 def packet(kind, body):
     n, length = len(body), b""
@@ -100,7 +101,9 @@ def read(sock):
     return kind, body
 
 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-sock.sendall(packet(0x10, text("MQTT") + bytes([4, 2]) + (30).to_bytes(2, "big") + text(f"seed-{event_id}")))
+# Flags 0xC2: user name, password, clean session (the admin login).
+sock.sendall(packet(0x10, text("MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big")
+                    + text(f"seed-{event_id}") + text(user) + text(password)))
 assert read(sock)[0] == 0x20, "no CONNACK"
 payload = json.dumps({"event_id": event_id, "kind": "sos", "lat": 30.5101, "lon": 120.6805, "battery": 80})
 sock.sendall(packet(0x32, text(f"wristbands/{device}/alert") + (1).to_bytes(2, "big") + payload.encode()))
@@ -119,6 +122,7 @@ check_backend() { # label database_url
   mqtt_port=$(free_port)
   while [ "$mqtt_port" = "$http_port" ]; do mqtt_port=$(free_port); done
   operator_token="schemathesis-operator-$http_port-$$"
+  admin_login="schemathesis-admin:$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
   api="http://127.0.0.1:$http_port"
 
   echo "== $label: starting the service on $api"
@@ -129,6 +133,7 @@ check_backend() { # label database_url
     ONEPRESS_EMBEDDED_MQTT_ADDR="127.0.0.1:$mqtt_port" \
     ONEPRESS_DATABASE_URL="$database_url" \
     ONEPRESS_OPERATOR_TOKEN="$operator_token" \
+    ONEPRESS_MQTT_ADMIN="$admin_login" \
     RUST_LOG="${RUST_LOG:-warn}" \
     exec "$BIN" serve
   ) >"$log" 2>&1 &
@@ -181,14 +186,14 @@ check_backend() { # label database_url
   # resolved); the second is left offered to v-wang; the third waits for
   # someone (escalated).
   local alert_1 alert_2 alert_3
-  press "$mqtt_port" band-17 e-1
+  press "$mqtt_port" band-17 e-1 "$admin_login"
   alert_1=$(newest_alert 1)
   call POST "/v1/alerts/$alert_1/accept" '' "$vol" >/dev/null
   call POST "/v1/alerts/$alert_1/arrive" '' "$vol" >/dev/null
   call POST "/v1/alerts/$alert_1/resolve" '{"outcome":"helped","note":"helped her up"}' "$vol" >/dev/null
-  press "$mqtt_port" band-18 e-2
+  press "$mqtt_port" band-18 e-2 "$admin_login"
   alert_2=$(newest_alert 2)
-  press "$mqtt_port" band-17 e-3
+  press "$mqtt_port" band-17 e-3 "$admin_login"
   alert_3=$(newest_alert 3)
   echo "seeded: seniors s-17 s-18, bands band-17 band-18, volunteers v-wang v-li, alerts $alert_1 $alert_2 $alert_3"
 

@@ -1,6 +1,9 @@
 // The operator dashboard (GET /): every active alert with its countdowns,
 // a plan view, cancel and assign by hand, the bands that need a look, and
-// the volunteers: register one, issue a token as a link and a QR code.
+// the volunteers: register one, issue a token as a link and a QR code. It
+// also issues broker (MQTT) logins: a band's secret, with a QR code for the
+// installer, and a gateway's. Tokens and secrets are shown once, in one
+// dialog, and forgotten when it closes: never stored, never logged.
 //
 // Live updates: the SSE stream GET /v1/alerts/stream?access_token=… (event
 // `alert` = one alert as it now stands, `resync` = re-read the list). While
@@ -575,13 +578,28 @@ function deviceRow(d, what) {
     what === 'offline'
       ? el('span', { class: 'val red', text: d.last_seen ? `last seen ${fmtAgo(d.last_seen)}` : 'never seen' })
       : el('span', { class: `val ${d.battery != null && d.battery <= 10 ? 'red' : 'amber'}`, text: d.battery != null ? `${d.battery} %` : '?' });
-  return el('li', { dataset: { deviceId: d.device_id } }, el('span', {}, el('strong', { text: d.device_id }), ` · ${who}`), value);
+  const issue = el('button', {
+    class: 'btn btn-small',
+    type: 'button',
+    dataset: { action: 'issue-secret' },
+    'aria-label': `Issue MQTT secret for band ${d.device_id}`,
+    text: 'Issue MQTT secret',
+    onclick: () => openSecret(d.device_id),
+  });
+  return el('li', { dataset: { deviceId: d.device_id } }, el('span', {}, el('strong', { text: d.device_id }), ` · ${who}`), el('span', { class: 'row-end' }, value, issue));
 }
 
 function renderDevices() {
+  // The lists are rebuilt: a keyboard user stays on the button they were on.
+  const focused = document.activeElement;
+  const at = focused && focused.dataset.action === 'issue-secret' ? [focused.closest('ul').id, focused.closest('li').dataset.deviceId] : null;
   const { offline, low } = S.devices;
   $('offline').replaceChildren(...(offline && offline.length ? offline.map((d) => deviceRow(d, 'offline')) : [el('li', { class: 'ok', text: 'All bands are online.' })]));
   $('low-battery').replaceChildren(...(low && low.length ? low.map((d) => deviceRow(d, 'low')) : [el('li', { class: 'ok', text: 'No low batteries.' })]));
+  if (at) {
+    const again = [...$(at[0]).querySelectorAll('[data-action="issue-secret"]')].find((b) => b.closest('li').dataset.deviceId === at[1]);
+    if (again) again.focus();
+  }
   tick();
 }
 
@@ -746,26 +764,155 @@ $('volunteer-form').addEventListener('submit', async (e) => {
     notice(`${v.name} is registered. Issue a token to sign their phone in.`, true);
     loadVolunteers();
   } catch (err) {
-    $('volunteer-error').textContent = plainError(err, OPERATOR_WORDS);
+    $('volunteer-error').textContent = plainError(err, { id_taken: `That id cannot be a volunteer's: ${err.message}.`, ...OPERATOR_WORDS });
     $('volunteer-error').hidden = false;
   } finally {
     $('volunteer-submit').disabled = false;
   }
 });
 
-let tokenVolunteer = null;
+// ----- logins shown once: a volunteer's token, a band's or a gateway's MQTT secret -----
 
-function openToken(id) {
-  const v = S.volunteers.get(id);
-  if (!v) return;
-  tokenVolunteer = id;
-  $('token-for').textContent = v.name;
+const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A broker login as a band or a gateway is set up with; `band` is an id or `+`. */
+function mqttSettings(username, password, band) {
+  return `client id and user name: ${username}; password: ${password}; publish to wristbands/${band}/alert and wristbands/${band}/status; subscribe to wristbands/${band}/notify`;
+}
+
+/** Puts a band's or a gateway's login in the dialog. */
+function showLogin({ username, password }, band) {
+  $('login-username').value = username;
+  $('login-password').value = password;
+  $('login-settings').value = mqttSettings(username, password, band);
+}
+
+const NOT_AGAIN = 'It is shown only now: it cannot be shown again, only replaced.';
+
+/**
+ * What the dialog says and does for each login it issues. `path` is the POST
+ * that makes one and `secret` the field of the answer that holds it; `show`
+ * puts the answer in `fields` and says what the QR code holds (null: none).
+ */
+const ISSUERS = {
+  volunteer: {
+    what: 'Sign-in for',
+    question: 'Issue a new token? The current one stops working at once: a phone signed in with it will have to sign in again.',
+    keep: 'Keep the current token',
+    issue: 'Issue a new token',
+    path: (id) => `/v1/volunteers/${encodeURIComponent(id)}/token`,
+    secret: 'token',
+    words: () => ({ 404: 'That volunteer is no longer registered.' }),
+    hint: "Scan this with the volunteer's phone camera, or send them the link: it signs the volunteer page in. Keep it private; it is shown only now.",
+    warning: '',
+    fields: 'token-link-field',
+    qr: 'QR code of the sign-in link',
+    noQr: 'The link below works all the same.',
+    copy: {
+      field: 'token-link',
+      label: 'Copy link',
+      done: 'Copied. Paste it into a message to the volunteer.',
+      failed: 'Could not copy: select the link and copy it by hand.',
+    },
+    show({ token }) {
+      const link = `${location.origin}/volunteer#token=${encodeURIComponent(token)}`;
+      $('token-link').value = link;
+      return link;
+    },
+  },
+  device: {
+    what: 'MQTT secret for band',
+    question: "Replace the band's secret? The old one stops working at once: a band still connected with it is disconnected, and must be set up again with the new one.",
+    keep: 'Keep the current secret',
+    issue: 'Issue a new secret',
+    path: (id) => `/v1/devices/${encodeURIComponent(id)}/secret`,
+    secret: 'password',
+    words: (err) => ({
+      404: 'No band is registered with this id: register it to its senior first.',
+      id_taken: `That id cannot be a band's: ${err.message}.`,
+    }),
+    hint: "Set the band up with this login: scan the QR code with the installer's tool, or type the settings in. Keep it private.",
+    warning: `${NOT_AGAIN} The band's old secret has stopped working: a band still connected with it was disconnected.`,
+    fields: 'token-login',
+    qr: "QR code of the band's MQTT login",
+    noQr: 'The settings below work all the same.',
+    copy: {
+      field: 'login-password',
+      label: 'Copy password',
+      done: 'Password copied.',
+      failed: 'Could not copy: select the password and copy it by hand.',
+    },
+    show(login) {
+      showLogin(login, login.username);
+      return JSON.stringify({ mqtt_username: login.username, mqtt_password: login.password, client_id: login.username });
+    },
+  },
+  gateway: {
+    what: 'MQTT secret for gateway',
+    question: 'Issue a secret for this gateway? If it has one, the old one stops working at once: a gateway still connected with it is disconnected. A new id registers a new gateway.',
+    keep: 'Cancel',
+    issue: 'Issue a secret',
+    path: (id) => `/v1/gateways/${encodeURIComponent(id)}/secret`,
+    secret: 'password',
+    words: (err) => ({ id_taken: `That id cannot be a gateway's: ${err.message}.` }),
+    hint: 'Set the gateway up with this login. Keep it private.',
+    warning: `${NOT_AGAIN} The gateway's old secret, if it had one, has stopped working: a gateway still connected with it was disconnected.`,
+    note: 'A gateway may publish to wristbands/+/alert and wristbands/+/status and read wristbands/+/notify: the topics of any band, nothing else.',
+    fields: 'token-login',
+    qr: null,
+    noQr: '',
+    copy: {
+      field: 'login-password',
+      label: 'Copy password',
+      done: 'Password copied.',
+      failed: 'Could not copy: select the password and copy it by hand.',
+    },
+    show(login) {
+      showLogin(login, '+');
+      return null;
+    },
+  },
+};
+
+let issuing = null; // {kind, id} while the dialog is open
+
+/** Opens the dialog, at its confirmation, for a login of `kind` (a key of ISSUERS). */
+function openIssue(kind, id, label) {
+  const how = ISSUERS[kind];
+  issuing = { kind, id };
+  $('token-dialog').classList.toggle('wide', how.fields === 'token-login');
+  $('token-what').textContent = how.what;
+  $('token-for').textContent = label;
+  $('token-question').textContent = how.question;
+  $('token-keep').textContent = how.keep;
+  $('token-issue').textContent = how.issue;
+  $('token-hint').textContent = how.hint;
+  $('token-warning').textContent = how.warning;
+  $('token-warning').hidden = !how.warning;
+  $('token-qr').hidden = !how.qr;
+  if (how.qr) $('token-qr').setAttribute('aria-label', how.qr);
+  for (const fields of ['token-link-field', 'token-login']) $(fields).hidden = fields !== how.fields;
+  $('login-note').textContent = how.note || '';
+  $('login-note').hidden = !how.note;
+  $('token-copy').textContent = how.copy.label;
   $('token-confirm').hidden = false;
   $('token-result').hidden = true;
   $('token-error').hidden = true;
   $('token-issue').disabled = false;
   $('token-dialog').showModal();
   $('token-keep').focus();
+}
+
+function openToken(id) {
+  const v = S.volunteers.get(id);
+  if (!v) return;
+  openIssue('volunteer', id, v.name);
+}
+
+function openSecret(id) {
+  const d = [...(S.devices.offline || []), ...(S.devices.low || [])].find((x) => x.device_id === id);
+  const who = d && (seniorName(d.senior_id) || d.senior_id);
+  openIssue('device', id, who ? `${id} · ${who}` : id);
 }
 
 /** The service's SVG as a node of this page (parsed as SVG, never as HTML). */
@@ -778,81 +925,118 @@ function svgNode(text) {
   return document.importNode(root, true);
 }
 
-/** Drops the token: nothing of it is kept once the dialog is closed. */
-function forgetToken() {
-  tokenVolunteer = null;
-  $('token-link').value = '';
+/** Draws `text` as a QR code (the service renders it) while `job` is the dialog's. */
+async function drawQr(job, text, otherwise) {
+  $('token-qr').replaceChildren(el('p', { class: 'hint', text: 'Drawing the QR code…' }));
+  try {
+    const svgText = await apiText(S.token, 'POST', '/v1/qr', { text }, 'image/svg+xml');
+    if (issuing === job) $('token-qr').replaceChildren(svgNode(svgText));
+  } catch (err) {
+    if (issuing === job) {
+      $('token-qr').replaceChildren(el('p', { class: 'form-error', text: `No QR code: ${plainError(err, OPERATOR_WORDS)} ${otherwise}` }));
+    }
+  }
+}
+
+/** Drops what was issued: nothing of it is kept once the dialog is closed. */
+function forgetIssued() {
+  issuing = null;
+  for (const field of ['token-link', 'login-username', 'login-password', 'login-settings']) $(field).value = '';
   $('token-qr').replaceChildren();
   $('token-copied').textContent = '';
 }
 
-function closeToken() {
-  forgetToken();
+function closeIssue() {
+  forgetIssued();
   $('token-dialog').close();
 }
 
-$('token-keep').addEventListener('click', closeToken);
-$('token-done').addEventListener('click', closeToken);
+$('token-keep').addEventListener('click', closeIssue);
+$('token-done').addEventListener('click', closeIssue);
 $('token-dialog-form').addEventListener('submit', async (e) => {
   e.preventDefault();
-  const id = tokenVolunteer;
-  if (!id || $('token-confirm').hidden) return;
+  const job = issuing;
+  if (!job || $('token-confirm').hidden) return;
+  const how = ISSUERS[job.kind];
   $('token-issue').disabled = true;
-  let token;
+  let answer;
   try {
-    ({ token } = await api(S.token, 'POST', `/v1/volunteers/${encodeURIComponent(id)}/token`));
+    answer = await api(S.token, 'POST', how.path(job.id));
+    if (typeof (answer || {})[how.secret] !== 'string') throw new Error(`the answer holds no ${how.secret}`);
   } catch (err) {
-    $('token-error').textContent = plainError(err, { 404: 'That volunteer is no longer registered.', ...OPERATOR_WORDS });
+    if (issuing !== job) return;
+    $('token-error').textContent = plainError(err, { ...how.words(err), ...OPERATOR_WORDS });
     $('token-error').hidden = false;
     $('token-issue').disabled = false;
     return;
   }
-  if (tokenVolunteer !== id) return; // closed meanwhile: the token is dropped
-  const link = `${location.origin}/volunteer#token=${encodeURIComponent(token)}`;
-  token = null;
-  $('token-link').value = link;
+  if (issuing !== job) return; // closed meanwhile: what was issued is dropped
+  const qrText = how.show(answer);
+  answer = null;
   $('token-copied').textContent = '';
-  $('token-qr').replaceChildren(el('p', { class: 'hint', text: 'Drawing the QR code…' }));
   $('token-confirm').hidden = true;
   $('token-result').hidden = false;
-  $('token-link').focus();
-  $('token-link').select();
-  try {
-    const svgText = await apiText(S.token, 'POST', '/v1/qr', { text: link }, 'image/svg+xml');
-    if (tokenVolunteer === id) $('token-qr').replaceChildren(svgNode(svgText));
-  } catch (err) {
-    if (tokenVolunteer === id) {
-      $('token-qr').replaceChildren(
-        el('p', { class: 'form-error', text: `No QR code: ${plainError(err, OPERATOR_WORDS)} The link below works all the same.` }),
-      );
-    }
-  }
+  $(how.copy.field).focus();
+  $(how.copy.field).select();
+  if (qrText) drawQr(job, qrText, how.noQr);
 });
 
 $('token-copy').addEventListener('click', async () => {
-  const link = $('token-link').value;
-  if (!link) return;
+  const how = issuing && ISSUERS[issuing.kind];
+  const field = how && $(how.copy.field);
+  if (!field || !field.value) return;
   let copied = false;
   try {
-    await navigator.clipboard.writeText(link);
+    await navigator.clipboard.writeText(field.value);
     copied = true;
   } catch {
     // no clipboard API (plain http on another host): the old way
-    $('token-link').select();
+    field.select();
     try {
       copied = document.execCommand('copy');
     } catch {
       copied = false;
     }
   }
-  $('token-copied').textContent = copied ? 'Copied. Paste it into a message to the volunteer.' : 'Could not copy: select the link and copy it by hand.';
+  $('token-copied').textContent = copied ? how.copy.done : how.copy.failed;
 });
 
 // Also when it is closed with Esc.
 $('token-dialog').addEventListener('close', () => {
-  forgetToken();
+  forgetIssued();
   loadVolunteers();
 });
+
+// ----- bands and gateways: an id typed in, then the dialog --------------------------
+
+/** The form `${name}-form`: checks the id typed in `${name}-id`, then `open(id)`. */
+function idForm(name, open) {
+  const input = $(`${name}-id`);
+  const error = $(`${name}-error`);
+  $(`${name}-form`).addEventListener('submit', (e) => {
+    e.preventDefault();
+    const id = input.value.trim();
+    let problem = '';
+    if (!id) problem = `Type the ${name}'s id.`;
+    else if (!ID_PATTERN.test(id)) problem = `A ${name} id is 1 to 64 letters (A–Z, a–z), digits, - or _, with no spaces or other signs.`;
+    error.textContent = problem;
+    error.hidden = !problem;
+    if (problem) {
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    } else {
+      input.removeAttribute('aria-invalid');
+      open(id);
+    }
+  });
+  input.addEventListener('input', () => {
+    error.hidden = true;
+    input.removeAttribute('aria-invalid');
+  });
+}
+
+idForm('band', openSecret);
+idForm('gateway', (id) => openIssue('gateway', id, id));
 
 // ----- go ------------------------------------------------------------------------
 

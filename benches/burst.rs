@@ -22,6 +22,9 @@ use tokio::sync::Mutex;
 use onepress::app::Application;
 use onepress::config::{Secret, Settings};
 
+/// The admin login's password (a benchmark's, on a loopback broker).
+const ADMIN_PASSWORD: &str = "burst-bench-admin-password";
+
 fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
         .ok()
@@ -42,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         database_url: format!("sqlite://{}", dir.path().join("burst.db").display()),
         operator_token: Some(Secret::new(token.clone())),
         mqtt_client_id: format!("onepress-burst-{}", uuid::Uuid::now_v7().simple()),
+        // The load generator logs in as the admin (it speaks for every band).
+        mqtt_admin: Some(Secret::new(format!("burst-admin:{ADMIN_PASSWORD}"))),
         ..Settings::default()
     };
     let mut pg_drop = None;
@@ -147,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         port,
     );
     opts.set_keep_alive(Duration::from_secs(30))
+        .set_credentials("burst-admin", ADMIN_PASSWORD)
         .set_max_packet_size(1 << 20, 1 << 20);
     let (phones, mut phone_loop) = AsyncClient::new(opts, 10_000);
     phones
@@ -189,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         port,
     );
     opts.set_keep_alive(Duration::from_secs(30))
+        .set_credentials("burst-admin", ADMIN_PASSWORD)
         .set_inflight(1000);
     let (bands, mut band_loop) = AsyncClient::new(opts, 10_000);
     tokio::spawn(async move { while band_loop.poll().await.is_ok() {} });

@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{MqttTarget, Settings};
+use crate::access::mosquitto::{self, MosquittoFiles};
+use crate::access::{self, AccessControl, SettingsLogin};
+use crate::config::{MqttTarget, Secret, Settings};
 use crate::engine::{self, Sinks};
 use crate::http::{self, AppState};
 use crate::mqtt::{self, client::Target, ingest::Ingest};
@@ -73,6 +75,8 @@ pub struct Application {
     connection: JoinHandle<()>,
     generated_token: Option<String>,
     store: Arc<dyn Store>,
+    /// The embedded broker, when the service runs one.
+    embedded: Option<mqtt::embedded::Embedded>,
 }
 
 impl Application {
@@ -84,16 +88,87 @@ impl Application {
             .await
             .with_context(|| format!("opening the store at {}", redact(&settings.database_url)))?;
 
-        let target = match settings.mqtt_target()? {
+        // Who may use the broker: the registry's logins, the admin's and the
+        // service's own (on the embedded broker, a password made up now).
+        let service_client_ids = vec![settings.mqtt_client_id.clone()];
+        let admin = settings
+            .mqtt_admin()?
+            .map(|(username, password)| SettingsLogin { username, password });
+        let mqtt_target = settings.mqtt_target()?;
+        let service_login = match &mqtt_target {
+            MqttTarget::Embedded => Some(SettingsLogin {
+                username: settings.mqtt_client_id.clone(),
+                password: Secret::new(access::secret::new_secret()),
+            }),
+            MqttTarget::External {
+                username: Some(username),
+                password,
+                ..
+            } => Some(SettingsLogin {
+                username: username.clone(),
+                password: password.clone().unwrap_or_else(|| Secret::new("")),
+            }),
+            MqttTarget::External { username: None, .. } => None,
+        };
+        let access = Arc::new(AccessControl::new(
+            store.clone(),
+            admin,
+            service_login.clone(),
+            service_client_ids,
+        ));
+        let shutdown = CancellationToken::new();
+        let mut side_tasks = Vec::new();
+        if let (Some(password_file), Some(acl_file)) = (
+            settings.mosquitto_password_file.clone(),
+            settings.mosquitto_acl_file.clone(),
+        ) {
+            let files = MosquittoFiles {
+                password_file,
+                acl_file,
+                pid_file: settings.mosquitto_pid_file.clone(),
+            };
+            // Before connecting: the service's own login must be in the file.
+            let logins = mosquitto::sync(&access, store.as_ref(), &files)
+                .await
+                .context("writing the Mosquitto password and ACL files")?;
+            info!(logins, "Mosquitto password and ACL files written");
+            side_tasks.push((
+                "mosquitto files",
+                tokio::spawn(mosquitto::run(
+                    access.clone(),
+                    store.clone(),
+                    files,
+                    shutdown.clone(),
+                )),
+            ));
+        }
+
+        let mut embedded = None;
+        let target = match mqtt_target {
             MqttTarget::Embedded => {
-                let addr = free_addr(settings.embedded_mqtt_addr)?;
-                mqtt::embedded::start(addr)?;
+                let broker = mqtt::embedded::start(settings.embedded_mqtt_addr, access.clone())
+                    .await
+                    .context("starting the embedded MQTT broker")?;
+                let addr = broker.local_addr();
+                side_tasks.push((
+                    "broker revocations",
+                    tokio::spawn(
+                        broker
+                            .clone()
+                            .revoke_changed(access.subscribe(), shutdown.clone()),
+                    ),
+                ));
+                embedded = Some(broker);
+                let login = service_login.unwrap_or_else(|| SettingsLogin {
+                    username: settings.mqtt_client_id.clone(),
+                    password: Secret::new(""),
+                });
                 Target {
                     host: addr.ip().to_string(),
                     port: addr.port(),
                     client_id: settings.mqtt_client_id.clone(),
-                    username: None,
-                    password: None,
+                    username: Some(login.username),
+                    password: Some(login.password.expose().to_string()),
                 }
             }
             MqttTarget::External {
@@ -130,7 +205,6 @@ impl Application {
             }
         };
 
-        let shutdown = CancellationToken::new();
         let mqtt_shutdown = CancellationToken::new();
         let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
         let (alerts_tx, _) = broadcast::channel(4096);
@@ -176,6 +250,7 @@ impl Application {
             alerts: live_alerts,
             shutdown: shutdown.clone(),
             metrics,
+            access,
         });
         info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");
         Ok(Self {
@@ -186,12 +261,16 @@ impl Application {
             shutdown,
             mqtt_shutdown,
             grace,
-            workers: vec![
+            workers: [
                 ("engine", engine_task),
                 ("ingest", ingest_task),
                 ("heartbeats", heartbeat_task),
                 ("metrics upkeep", upkeep_task),
-            ],
+            ]
+            .into_iter()
+            .chain(side_tasks)
+            .collect(),
+            embedded,
             publisher,
             connection: conn.task,
             generated_token,
@@ -253,6 +332,9 @@ impl Application {
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.mqtt_shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.connection).await;
+        if let Some(broker) = self.embedded {
+            broker.stop().await;
+        }
         info!("onepress stopped");
         served.map_err(Into::into)
     }
@@ -267,16 +349,6 @@ async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
             _ = every.tick() => handle.run_upkeep(),
         }
     }
-}
-
-/// Port 0 means "any free port": find one now, since rumqttd cannot report
-/// the port it bound.
-fn free_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
-    let l = std::net::TcpListener::bind(addr).context("finding a free port")?;
-    Ok(l.local_addr()?)
 }
 
 /// A database URL without its password, for messages.

@@ -64,6 +64,19 @@ pub struct Settings {
     /// How long a graceful stop may take before tasks are dropped.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// `user:password` of a login that may do anything on the embedded
+    /// broker (tools, integrations).
+    pub mqtt_admin: Option<Secret>,
+    /// The token an external broker presents on the broker hooks
+    /// (`POST /v1/mqtt/auth`, `/v1/mqtt/acl`); None: hooks off (404).
+    pub broker_hook_token: Option<Secret>,
+    /// Mosquitto's `password_file`, kept in step with the registry by the
+    /// service (with `mosquitto_acl_file`).
+    pub mosquitto_password_file: Option<PathBuf>,
+    /// Mosquitto's `acl_file`, kept in step with the registry.
+    pub mosquitto_acl_file: Option<PathBuf>,
+    /// Mosquitto's `pid_file`: the process sent SIGHUP after each rewrite.
+    pub mosquitto_pid_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -85,6 +98,11 @@ impl Default for Settings {
             device_offline_after: Duration::from_secs(30 * 60),
             low_battery: 20,
             shutdown_grace: Duration::from_secs(10),
+            mqtt_admin: None,
+            broker_hook_token: None,
+            mosquitto_password_file: None,
+            mosquitto_acl_file: None,
+            mosquitto_pid_file: None,
         }
     }
 }
@@ -178,7 +196,50 @@ impl Settings {
             }
         }
         self.mqtt_target()?;
+        self.mqtt_admin()?;
+        if let Some(t) = &self.broker_hook_token {
+            if t.expose().len() < 16 {
+                return invalid("broker_hook_token", "must be at least 16 characters");
+            }
+        }
+        match (&self.mosquitto_password_file, &self.mosquitto_acl_file) {
+            (Some(_), Some(_)) | (None, None) => {}
+            _ => {
+                return invalid(
+                    "mosquitto_password_file",
+                    "set both mosquitto_password_file and mosquitto_acl_file, or neither",
+                );
+            }
+        }
+        if self.mosquitto_pid_file.is_some() && self.mosquitto_password_file.is_none() {
+            return invalid(
+                "mosquitto_pid_file",
+                "needs mosquitto_password_file and mosquitto_acl_file",
+            );
+        }
         Ok(())
+    }
+
+    /// The admin login (`mqtt_admin`), split into user and password.
+    pub fn mqtt_admin(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        let Some(admin) = &self.mqtt_admin else {
+            return Ok(None);
+        };
+        let invalid = |why: &str| ConfigError::Invalid {
+            key: "mqtt_admin",
+            why: why.to_string(),
+        };
+        let (user, password) = admin
+            .expose()
+            .split_once(':')
+            .ok_or_else(|| invalid("must be user:password"))?;
+        if user.is_empty() || user.contains(char::is_whitespace) || user.len() > 128 {
+            return Err(invalid("the user must be 1-128 characters without spaces"));
+        }
+        if password.len() < 16 {
+            return Err(invalid("the password must be at least 16 characters"));
+        }
+        Ok(Some((user.to_string(), Secret::new(password))))
     }
 
     pub fn rules(&self) -> Rules {
@@ -288,6 +349,21 @@ mod tests {
         assert!(with(&[("low_battery", "101")]).is_err());
         assert!(with(&[("operator_token", "\"short\"")]).is_err());
         assert!(with(&[("no_such_setting", "1")]).is_err());
+        assert!(with(&[("mqtt_admin", "\"admin\"")]).is_err());
+        assert!(with(&[("mqtt_admin", "\"admin:short\"")]).is_err());
+        assert!(with(&[("mqtt_admin", "\":0123456789abcdef\"")]).is_err());
+        assert!(with(&[("broker_hook_token", "\"short\"")]).is_err());
+        assert!(with(&[("mosquitto_password_file", "\"/tmp/p\"")]).is_err());
+        assert!(with(&[("mosquitto_pid_file", "\"/tmp/pid\"")]).is_err());
+    }
+
+    #[test]
+    fn the_admin_login_splits_at_the_first_colon() {
+        let s = with(&[("mqtt_admin", "\"tools:0123456789abcdef:x\"")]).unwrap();
+        let (user, password) = s.mqtt_admin().unwrap().unwrap();
+        assert_eq!(user, "tools");
+        assert_eq!(password.expose(), "0123456789abcdef:x");
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
     }
 
     #[test]

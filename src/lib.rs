@@ -5,6 +5,7 @@
 //! in `main.rs` only parses the command line and calls in here, so tests can
 //! build the same application.
 
+pub mod access;
 pub mod app;
 pub mod config;
 pub mod domain;

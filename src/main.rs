@@ -24,7 +24,7 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_subscriber(get_subscriber("info,rumqttd=warn", std::io::stderr));
+    init_subscriber(get_subscriber("info,rmqtt=warn", std::io::stderr));
     match cli.command {
         Cmd::Serve => serve().await,
     }

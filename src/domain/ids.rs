@@ -20,7 +20,7 @@ pub enum IdError {
     Nul,
 }
 
-/// The rule the contract sets for device, senior and volunteer ids:
+/// The rule the contract sets for device, senior, volunteer and gateway ids:
 /// `[A-Za-z0-9_-]{1,64}`.
 fn check_slug(s: &str) -> Result<(), IdError> {
     check_len(s)?;
@@ -140,6 +140,13 @@ id_type!(
     VolunteerId,
     check_slug,
     "A volunteer's id.",
+    Some(SLUG_PATTERN)
+);
+id_type!(
+    /// A gateway: a band vendor's platform relaying many bands over MQTT.
+    GatewayId,
+    check_slug,
+    "A gateway's id.",
     Some(SLUG_PATTERN)
 );
 id_type!(

@@ -21,4 +21,4 @@ pub use dispatcher::{
     MilestoneKind, OfferRecord, Press, PressKind, PressOutcome, Reply, Rules, Snapshot, Volunteer,
 };
 pub use geo::Position;
-pub use ids::{AlertId, DeviceId, EventId, IdError, SeniorId, VolunteerId};
+pub use ids::{AlertId, DeviceId, EventId, GatewayId, IdError, SeniorId, VolunteerId};

@@ -73,3 +73,44 @@ pub struct VolunteerRecord {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub location_at: Option<Timestamp>,
 }
+
+/// The kinds of registered id that log in to the broker. They share one
+/// namespace: an id belongs to one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    Device,
+    Volunteer,
+    Gateway,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Device => "device",
+            PrincipalKind::Volunteer => "volunteer",
+            PrincipalKind::Gateway => "gateway",
+        }
+    }
+}
+
+impl std::str::FromStr for PrincipalKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "device" => Ok(PrincipalKind::Device),
+            "volunteer" => Ok(PrincipalKind::Volunteer),
+            "gateway" => Ok(PrincipalKind::Gateway),
+            other => Err(format!("unknown principal kind {other:?}")),
+        }
+    }
+}
+
+/// A registered id's broker login: its kind and the `$6$` hash of its
+/// MQTT password (None: it cannot log in yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub id: String,
+    pub kind: PrincipalKind,
+    pub secret_hash: Option<String>,
+}

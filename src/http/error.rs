@@ -160,6 +160,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(why) => ApiError::Conflict("conflict", why),
+            StoreError::IdTaken { .. } => ApiError::Conflict("id_taken", e.to_string()),
             // The database is down or overloaded: worth a retry.
             StoreError::Database(_) => ApiError::Unavailable(e.to_string()),
             StoreError::Corrupt(_) | StoreError::Migrate(_) | StoreError::UnsupportedUrl(_) => {

@@ -10,6 +10,7 @@
 //! Each routes module exports `router()`; [`router`] merges them and adds
 //! the request trace and the body limit.
 
+pub mod access;
 pub mod alerts;
 pub mod auth;
 pub mod error;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The process's metrics recorder, rendered by `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Who may do what on the broker; told when a credential changes.
+    pub access: Arc<crate::access::AccessControl>,
 }
 
 /// The whole API, ready to serve.
@@ -78,6 +81,7 @@ pub fn api_routes() -> Router<AppState> {
         .merge(health::router())
         .merge(pages::router())
         .merge(registry::router())
+        .merge(access::router())
         .merge(qr::router())
         .merge(volunteer::router())
         .merge(alerts::router())

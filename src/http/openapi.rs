@@ -25,12 +25,14 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use super::error::ErrorBody;
-use super::{AppState, alerts, health, live, metrics, qr, registry, stats, volunteer};
+use super::{AppState, access, alerts, health, live, metrics, qr, registry, stats, volunteer};
 
 /// The name of the bearer security scheme in the document.
 pub const BEARER: &str = "bearer";
 /// The name of the `?access_token=` scheme (`/v1/alerts/stream` only).
 pub const ACCESS_TOKEN: &str = "access_token";
+/// The name of the broker hooks' security scheme.
+pub const BROKER_HOOK: &str = "broker_hook";
 
 /// The compatible additions to contract version 1 (README, "Extensions to
 /// the contract"), as the document states them.
@@ -66,7 +68,7 @@ pub const EXTENSIONS: &[&str] = &[
 ];
 
 const DESCRIPTION: &str = "One press, a 3-minute response, a 10-minute arrival: the HTTP API of \
-onepress (contract version 1, section 3).\n\n\
+onepress (contract version 2).\n\n\
 **Auth**: `Authorization: Bearer <token>`. The operator token comes from the settings; a \
 volunteer's token is issued by an operator (`POST /v1/volunteers/{id}/token`). Missing or \
 unknown token: 401. A known token of the wrong role, or an alert that is not the caller's: 403. \
@@ -90,6 +92,10 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         registry::list_volunteers,
         registry::put_volunteer,
         registry::issue_token,
+        access::device_secret,
+        access::gateway_secret,
+        access::hook_auth,
+        access::hook_acl,
         qr::qr_code,
         volunteer::me,
         volunteer::set_duty,
@@ -133,6 +139,7 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         (name = "registry", description = "Seniors, their bands and volunteers (operators)."),
         (name = "volunteer", description = "A volunteer's own calls, with their own token."),
         (name = "alerts", description = "Reading alerts and acting on them."),
+        (name = "broker", description = "The broker hooks: an external broker (EMQX, or any with the same calls) asks who may connect and what each may do. Off (404) unless a broker hook token is set."),
         (name = "operations", description = "Probes, metrics and this document (no auth)."),
         (name = "pages", description = "The browser pages (no auth: the page asks for a token)."),
     )
@@ -159,13 +166,25 @@ impl Modify for Additions {
             ),
         );
         components.add_security_scheme(
+            BROKER_HOOK,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The broker hook token of the settings (`ONEPRESS_BROKER_HOOK_TOKEN`), \
+                         presented by the broker on `/v1/mqtt/auth` and `/v1/mqtt/acl`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             ACCESS_TOKEN,
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "access_token",
                 "The operator token in the query, for `GET /v1/alerts/stream` only.",
             ))),
         );
-        doc.info.version = format!("1 (onepress {})", env!("CARGO_PKG_VERSION"));
+        doc.info.version = format!("2 (onepress {})", env!("CARGO_PKG_VERSION"));
         let mut description = DESCRIPTION.to_string();
         for e in EXTENSIONS {
             description.push_str("- ");
@@ -194,7 +213,7 @@ pub struct Unauthorized(pub ErrorBody);
 #[derive(ToResponse)]
 pub struct Forbidden(pub ErrorBody);
 
-/// No such senior, device, volunteer or alert.
+/// No such senior, device, volunteer or alert (on the broker hooks: the hooks are off).
 #[derive(ToResponse)]
 pub struct NotFound(pub ErrorBody);
 
@@ -231,6 +250,10 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("get", "/v1/volunteers", true),
     ("put", "/v1/volunteers/{id}", true),
     ("post", "/v1/volunteers/{id}/token", true),
+    ("post", "/v1/devices/{device_id}/secret", true),
+    ("post", "/v1/gateways/{id}/secret", true),
+    ("post", "/v1/mqtt/auth", true),
+    ("post", "/v1/mqtt/acl", true),
     ("post", "/v1/qr", true),
     ("get", "/v1/me", true),
     ("put", "/v1/me/duty", true),
@@ -421,6 +444,14 @@ mod tests {
             let security = op["security"].as_array();
             if *secured {
                 let security = security.unwrap_or_else(|| panic!("{method} {path}: no security"));
+                if security.iter().any(|s| s.get(BROKER_HOOK).is_some()) {
+                    // The broker hooks take the hook token, and have no roles.
+                    assert!(
+                        op["responses"]["401"].is_object(),
+                        "{method} {path}: no 401"
+                    );
+                    continue;
+                }
                 assert!(
                     security.iter().any(|s| s.get(BEARER).is_some()),
                     "{method} {path}: {security:?}"

@@ -21,10 +21,12 @@ use super::auth::Operator;
 use super::error::{ApiError, Invalid, invalid_id};
 use super::extract::{ApiJson, ApiQuery, IdPath};
 use super::openapi::{
-    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    Unprocessable,
 };
 use super::validate::{self, LatLon, MAX_NAME_CHARS, MAX_PHONE_CHARS, MAX_TEXT_CHARS};
 use super::{AppState, hash_token, new_token};
+use crate::access::secret;
 use crate::domain::registry::{Contact, Device, Senior, VolunteerProfile, VolunteerRecord};
 use crate::domain::{Command, DeviceId, Position, SeniorId, Timestamp, VolunteerId};
 
@@ -265,6 +267,7 @@ fn view(state: &AppState, device: Device, now: Timestamp) -> DeviceView {
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = Unprocessable),
         (status = 503, response = Unavailable),
@@ -281,6 +284,7 @@ async fn put_device(
 ) -> Result<Json<DeviceView>, ApiError> {
     let senior_id = SeniorId::parse(body.senior_id).map_err(|e| invalid_id("senior_id", e))?;
     tracing::Span::current().record("senior_id", senior_id.as_str());
+    super::access::refuse_reserved(&state, device_id.as_str())?;
     let device = state
         .store
         .upsert_device(&device_id, &senior_id)
@@ -391,6 +395,7 @@ impl TryFrom<(VolunteerId, VolunteerBody)> for VolunteerProfile {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
         (status = 422, response = Unprocessable),
         (status = 503, response = Unavailable),
@@ -406,6 +411,7 @@ async fn put_volunteer(
     ApiJson(body): ApiJson<VolunteerBody>,
 ) -> Result<Json<VolunteerRecord>, ApiError> {
     let profile = VolunteerProfile::try_from((id.clone(), body))?;
+    super::access::refuse_reserved(&state, id.as_str())?;
     state.store.upsert_volunteer(&profile).await?;
     state
         .engine
@@ -452,7 +458,8 @@ struct TokenIssued {
 }
 
 /// Issues a new token; the store keeps only its hash, so the old token stops
-/// working at once. The answer must not be cached.
+/// working at once, over HTTP and as the phone's MQTT login (a phone still
+/// connected with it is disconnected). The answer must not be cached.
 #[utoipa::path(
     post,
     path = "/v1/volunteers/{id}/token",
@@ -479,12 +486,14 @@ async fn issue_token(
     let token = new_token();
     state
         .store
-        .set_volunteer_token(&id, &hash_token(&token))
+        .set_volunteer_token(&id, &hash_token(&token), &secret::hash(&token))
         .await
         .map_err(|e| match ApiError::from(e) {
             ApiError::NotFound(_) => ApiError::not_found(format_args!("volunteer {id}")),
             other => other,
         })?;
+    // The phone's MQTT login was the old token: cut it off.
+    state.access.credentials_changed(id.as_str());
     tracing::info!("volunteer token issued");
     let mut response = Json(TokenIssued { token }).into_response();
     response

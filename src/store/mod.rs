@@ -8,7 +8,9 @@
 
 use async_trait::async_trait;
 
-use crate::domain::registry::{Device, Heartbeat, Senior, VolunteerProfile, VolunteerRecord};
+use crate::domain::registry::{
+    Credential, Device, Heartbeat, PrincipalKind, Senior, VolunteerProfile, VolunteerRecord,
+};
 use crate::domain::{
     Alert, AlertId, DeviceId, Effects, Offer, Position, SeniorCard, SeniorId, Snapshot,
     TimelineEvent, VolunteerId,
@@ -32,6 +34,10 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
     /// A row holds what the code cannot read back.
+    /// The id is registered already as another kind (devices, volunteers
+    /// and gateways share one namespace).
+    #[error("the id {id} is already taken by a {}", kind.as_str())]
+    IdTaken { id: String, kind: PrincipalKind },
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error("database: {0}")]
@@ -71,7 +77,8 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_senior(&self, senior: &Senior) -> Result<(), StoreError>;
     async fn get_senior(&self, id: &SeniorId) -> Result<Option<Senior>, StoreError>;
     async fn list_seniors(&self) -> Result<Vec<Senior>, StoreError>;
-    /// Registers a band to a senior; `NotFound("senior")` if the senior is unknown.
+    /// Registers a band to a senior; `NotFound("senior")` if the senior is
+    /// unknown, `IdTaken` if the id is a volunteer's or a gateway's.
     async fn upsert_device(
         &self,
         device: &DeviceId,
@@ -87,13 +94,37 @@ pub trait Store: Send + Sync + 'static {
     /// ingest merges them first; a beat older than the band's `last_seen`
     /// changes nothing); returns the bands that are not registered.
     async fn record_heartbeats(&self, beats: &[Heartbeat]) -> Result<Vec<DeviceId>, StoreError>;
-    /// Creates or updates a volunteer's profile, leaving dispatch state alone.
+    /// Creates or updates a volunteer's profile, leaving dispatch state
+    /// alone; `IdTaken` if the id is a device's or a gateway's.
     async fn upsert_volunteer(&self, profile: &VolunteerProfile) -> Result<(), StoreError>;
     async fn get_volunteer(&self, id: &VolunteerId) -> Result<Option<VolunteerRecord>, StoreError>;
     async fn list_volunteers(&self) -> Result<Vec<VolunteerRecord>, StoreError>;
-    /// Replaces the volunteer's token hash; `NotFound("volunteer")` if unknown.
-    async fn set_volunteer_token(&self, id: &VolunteerId, hash: &str) -> Result<(), StoreError>;
+    /// Replaces the volunteer's token: `hash` (SHA-256, for HTTP) and
+    /// `mqtt_hash` (`$6$`, the phone's broker login), in one transaction;
+    /// `NotFound("volunteer")` if unknown.
+    async fn set_volunteer_token(
+        &self,
+        id: &VolunteerId,
+        hash: &str,
+        mqtt_hash: &str,
+    ) -> Result<(), StoreError>;
     async fn volunteer_by_token(&self, hash: &str) -> Result<Option<VolunteerId>, StoreError>;
+
+    // ----- broker logins -----
+    /// Replaces the MQTT secret (its `$6$` hash) of a band (which must be
+    /// registered: `NotFound("device")`) or of a gateway (created if new);
+    /// `IdTaken` if the id is of another kind.
+    async fn set_secret(
+        &self,
+        kind: PrincipalKind,
+        id: &str,
+        hash: &str,
+        at: crate::domain::Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The login of a registered id, if any.
+    async fn credential(&self, id: &str) -> Result<Option<Credential>, StoreError>;
+    /// Every registered id's login, by id.
+    async fn list_credentials(&self) -> Result<Vec<Credential>, StoreError>;
 
     // ----- dispatch -----
     /// Everything the dispatcher is rebuilt from: every volunteer, every

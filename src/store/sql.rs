@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::StoreError;
-use crate::domain::registry::{Device, Senior, VolunteerProfile, VolunteerRecord};
+use crate::domain::registry::{Credential, Device, Senior, VolunteerProfile, VolunteerRecord};
 use crate::domain::{
     ActiveAlert, Alert, AlertId, EventId, IdError, Offer, OfferOutcome, Position, SeniorCard,
     SeniorId, Snapshot, TimelineEvent, Timestamp, Volunteer, VolunteerId,
@@ -121,6 +121,20 @@ pub(super) const SET_TOKEN: &str = "INSERT INTO volunteer_tokens (volunteer_id, 
      VALUES ($1, $2) ON CONFLICT (volunteer_id) DO UPDATE SET token_hash = excluded.token_hash";
 pub(super) const VOLUNTEER_BY_TOKEN: &str =
     "SELECT volunteer_id AS id FROM volunteer_tokens WHERE token_hash = $1";
+
+/// Claims an id for a kind in the shared namespace (a no-op if already
+/// claimed: the caller then reads the kind back with `PRINCIPAL`).
+pub(super) const CLAIM_ID: &str =
+    "INSERT INTO principals (id, kind) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+macro_rules! select_principals {
+    () => {
+        "SELECT id, kind, secret_hash FROM principals"
+    };
+}
+pub(super) const PRINCIPAL: &str = concat!(select_principals!(), " WHERE id = $1");
+pub(super) const LIST_PRINCIPALS: &str = concat!(select_principals!(), " ORDER BY id");
+pub(super) const SET_SECRET: &str =
+    "UPDATE principals SET secret_hash = $3, changed_at = $4 WHERE id = $1 AND kind = $2";
 
 pub(super) const UPSERT_ALERT: &str = "INSERT INTO alerts \
      (id, device_id, senior_id, kind, state, lat, lon, pressed_at, received_at, volunteer_id, \
@@ -566,6 +580,25 @@ impl IdRow {
     }
 }
 
+/// A row of `principals`.
+#[derive(sqlx::FromRow)]
+pub(super) struct PrincipalRow {
+    id: String,
+    kind: String,
+    secret_hash: Option<String>,
+}
+
+impl IntoDomain for PrincipalRow {
+    type Out = Credential;
+    fn into_domain(self) -> Result<Credential, StoreError> {
+        Ok(Credential {
+            kind: name(&self.kind)?,
+            id: self.id,
+            secret_hash: self.secret_hash,
+        })
+    }
+}
+
 // ----- assembling ---------------------------------------------------------
 
 /// Groups pending offer rows (ordered by alert, then `offered_at`) by alert.
@@ -679,7 +712,8 @@ macro_rules! impl_store {
         // A block of its own, so the names below are imported once, here.
         const _: () = {
             use $crate::domain::registry::{
-                Device, Heartbeat, Senior, VolunteerProfile, VolunteerRecord,
+                Credential, Device, Heartbeat, PrincipalKind, Senior, VolunteerProfile,
+                VolunteerRecord,
             };
             use $crate::domain::{
                 Alert, AlertId, DeviceId, Effects, EventId, Position, SeniorCard, SeniorId,
@@ -706,6 +740,32 @@ macro_rules! impl_store {
                         .fetch_optional(&self.pool)
                         .await?;
                     sql::one(row)
+                }
+
+                /// Claims `id` for `kind` in the shared namespace, inside `tx`;
+                /// `IdTaken` if another kind holds it.
+                async fn claim_id(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    id: &str,
+                    kind: PrincipalKind,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::CLAIM_ID)
+                        .bind(id)
+                        .bind(kind.as_str())
+                        .execute(&mut **tx)
+                        .await?;
+                    let held = sqlx::query_as::<_, sql::PrincipalRow>(sql::PRINCIPAL)
+                        .bind(id)
+                        .fetch_one(&mut **tx)
+                        .await?
+                        .into_domain()?;
+                    if held.kind != kind {
+                        return Err(StoreError::IdTaken {
+                            id: id.to_string(),
+                            kind: held.kind,
+                        });
+                    }
+                    Ok(())
                 }
 
                 /// The rows `sql` selects (with one parameter, if given), read back.
@@ -782,13 +842,16 @@ macro_rules! impl_store {
                     device: &DeviceId,
                     senior: &SeniorId,
                 ) -> Result<Device, StoreError> {
-                    sqlx::query_as::<_, sql::DeviceRow>(sql::UPSERT_DEVICE)
+                    let mut tx = self.pool.begin().await?;
+                    Self::claim_id(&mut tx, device.as_str(), PrincipalKind::Device).await?;
+                    let row = sqlx::query_as::<_, sql::DeviceRow>(sql::UPSERT_DEVICE)
                         .bind(device.as_str())
                         .bind(senior.as_str())
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *tx)
                         .await
-                        .map_err(|e| sql::fk_to_not_found(e, "senior"))?
-                        .into_domain()
+                        .map_err(|e| sql::fk_to_not_found(e, "senior"))?;
+                    tx.commit().await?;
+                    row.into_domain()
                 }
 
                 #[tracing::instrument(skip(self), err)]
@@ -835,14 +898,17 @@ macro_rules! impl_store {
                     &self,
                     profile: &VolunteerProfile,
                 ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    Self::claim_id(&mut tx, profile.id.as_str(), PrincipalKind::Volunteer).await?;
                     sqlx::query(sql::UPSERT_VOLUNTEER)
                         .bind(profile.id.as_str())
                         .bind(&profile.name)
                         .bind(profile.phone.as_deref())
                         .bind(profile.grid.as_deref())
                         .bind(sql::to_json(&profile.skills)?)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -864,14 +930,72 @@ macro_rules! impl_store {
                     &self,
                     id: &VolunteerId,
                     hash: &str,
+                    mqtt_hash: &str,
                 ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
                     sqlx::query(sql::SET_TOKEN)
                         .bind(id.as_str())
                         .bind(hash)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await
                         .map_err(|e| sql::fk_to_not_found(e, "volunteer"))?;
+                    sqlx::query(sql::SET_SECRET)
+                        .bind(id.as_str())
+                        .bind(PrincipalKind::Volunteer.as_str())
+                        .bind(mqtt_hash)
+                        .bind(sql::ms(&chrono::Utc::now()))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
                     Ok(())
+                }
+
+                #[tracing::instrument(skip(self, hash), err)]
+                async fn set_secret(
+                    &self,
+                    kind: PrincipalKind,
+                    id: &str,
+                    hash: &str,
+                    at: Timestamp,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    if kind == PrincipalKind::Device {
+                        let held = sqlx::query_as::<_, sql::PrincipalRow>(sql::PRINCIPAL)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        match held.map(|row| row.into_domain()).transpose()? {
+                            None => return Err(StoreError::NotFound("device")),
+                            Some(c) if c.kind != kind => {
+                                return Err(StoreError::IdTaken {
+                                    id: id.to_string(),
+                                    kind: c.kind,
+                                });
+                            }
+                            Some(_) => {}
+                        }
+                    } else {
+                        Self::claim_id(&mut tx, id, kind).await?;
+                    }
+                    sqlx::query(sql::SET_SECRET)
+                        .bind(id)
+                        .bind(kind.as_str())
+                        .bind(hash)
+                        .bind(sql::ms(&at))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn credential(&self, id: &str) -> Result<Option<Credential>, StoreError> {
+                    self.by_id::<sql::PrincipalRow>(sql::PRINCIPAL, id).await
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn list_credentials(&self) -> Result<Vec<Credential>, StoreError> {
+                    self.every::<sql::PrincipalRow>(sql::LIST_PRINCIPALS, None).await
                 }
 
                 #[tracing::instrument(skip(self, hash), err)]

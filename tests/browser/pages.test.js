@@ -6,10 +6,14 @@
 // reload, the volunteer accepts, arrives and closes the alert; meanwhile an
 // alert nobody can take is escalated, and the operator assigns and cancels
 // it from the dashboard. Then an operator registers a volunteer on the
-// dashboard and signs their phone in with the QR code and link it gives.
+// dashboard and signs their phone in with the QR code and link it gives,
+// and issues broker logins: a band's secret (with a QR code for the
+// installer) and a gateway's.
 //
 // Environment (set by .ci/browser.sh): ONEPRESS_BASE, ONEPRESS_OPERATOR_TOKEN,
-// ONEPRESS_MQTT_PORT, CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR.
+// ONEPRESS_MQTT_PORT, ONEPRESS_MQTT_ADMIN (`user:password`, the service's
+// admin login at its embedded broker; the test presses bands with it),
+// CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR.
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -22,6 +26,7 @@ import { chromium } from 'playwright-core';
 const BASE = process.env.ONEPRESS_BASE || 'http://127.0.0.1:8080';
 const OPERATOR = process.env.ONEPRESS_OPERATOR_TOKEN;
 const MQTT_PORT = Number(process.env.ONEPRESS_MQTT_PORT || 1884);
+const MQTT_ADMIN = process.env.ONEPRESS_MQTT_ADMIN || '';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR || '';
 const WAIT = 15000; // the longest a change may take to show on a page
@@ -63,11 +68,13 @@ before(async () => {
       '--disable-sync',
     ],
   });
+  const admin = MQTT_ADMIN.indexOf(':');
   broker = await mqtt.connectAsync(`mqtt://127.0.0.1:${MQTT_PORT}`, {
     clientId: `browser-test-${process.pid}`,
     protocolVersion: 4,
     clean: true,
     reconnectPeriod: 0,
+    ...(admin > 0 ? { username: MQTT_ADMIN.slice(0, admin), password: MQTT_ADMIN.slice(admin + 1) } : {}),
   });
 });
 
@@ -358,4 +365,125 @@ test('an operator registers a volunteer and signs their phone in with a QR code'
     assert.deepEqual(p.problems, [], 'no script errors and nothing from another host');
     await p.context.close();
   }
+});
+
+/** Connects to the broker as a band or a gateway; resolves to the client, or rejects if refused. */
+function connectAs(clientId, username, password) {
+  return mqtt.connectAsync(`mqtt://127.0.0.1:${MQTT_PORT}`, {
+    clientId,
+    username,
+    password,
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
+}
+
+test("an operator issues MQTT logins: a band's secret with a QR code, a gateway's", async () => {
+  await op('PUT', '/v1/seniors/s-31', { name: 'Sun Li', address: '2 Plum Alley', home: { lat: 30.5088, lon: 120.6822 } });
+  await op('PUT', '/v1/devices/band-31', { senior_id: 's-31' });
+  const dash = await openPage({ viewport: { width: 1280, height: 900 } });
+  await dash.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
+  const urls = [];
+  dash.page.on('request', (r) => urls.push(`${r.method()} ${r.url()}`));
+  await dash.page.goto(`${BASE}/`);
+  await dash.page.fill('#token-input', OPERATOR);
+  await dash.page.click('#token-form button[type=submit]');
+  // a band never heard from is offline
+  const row = dash.page.locator('#offline li[data-device-id="band-31"]');
+  await row.waitFor({ timeout: WAIT });
+
+  // ---- a band's secret from its row: confirm, then the login once, with a QR code ---------------------
+  await row.locator('[data-action="issue-secret"]').click();
+  await dash.page.locator('#token-dialog[open] #token-confirm').waitFor();
+  assert.match(await dash.page.textContent('#token-for'), /band-31/);
+  assert.match(await dash.page.textContent('#token-question'), /Replace the band's secret\? The old one stops working at once/);
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-qr svg').waitFor({ timeout: WAIT });
+  assert.equal(await dash.page.inputValue('#login-username'), 'band-31');
+  const password = await dash.page.inputValue('#login-password');
+  assert.match(password, /^[0-9a-f]{64}$/);
+  assert.equal(
+    await dash.page.inputValue('#login-settings'),
+    `client id and user name: band-31; password: ${password}; publish to wristbands/band-31/alert and wristbands/band-31/status; subscribe to wristbands/band-31/notify`,
+  );
+  assert.match(await dash.page.textContent('#token-warning'), /cannot be shown again.*disconnected/);
+  assert.ok(await dash.page.isVisible('#token-warning'));
+  assert.match(await dash.page.getAttribute('#token-qr svg', 'viewBox'), /^0 0 \d+ \d+$/);
+  const box = await dash.page.locator('#token-qr svg').boundingBox();
+  assert.ok(box && box.width >= 200 && box.height >= 200, `the QR code is big enough to scan: ${JSON.stringify(box)}`);
+  await dash.page.click('#token-copy');
+  await dash.page.locator('#token-copied', { hasText: 'copied' }).waitFor({ timeout: WAIT });
+  assert.equal(await dash.page.evaluate(() => navigator.clipboard.readText()), password);
+  // The secret went out in the body of the QR's POST only, never in a URL, and was never stored.
+  assert.ok(urls.some((u) => u === `POST ${BASE}/v1/devices/band-31/secret`), urls.join('\n'));
+  assert.ok(urls.some((u) => u === `POST ${BASE}/v1/qr`), urls.join('\n'));
+  assert.ok(!urls.some((u) => u.includes(password)), 'the secret is in no URL the dashboard requested');
+  const stored = await dash.page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert.ok(!stored.includes(password), 'the secret is not kept in the browser');
+  // the band connects with that login
+  const band = await connectAs('band-31', 'band-31', password);
+  await band.endAsync();
+  // closing the dialog forgets the secret
+  await dash.page.click('#token-done');
+  await dash.page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  assert.equal(await dash.page.inputValue('#login-password'), '');
+  assert.equal(await dash.page.inputValue('#login-settings'), '');
+  assert.equal(await dash.page.locator('#token-qr svg').count(), 0);
+
+  // ---- an installer types the band's id: a wrong id is said so, then a new secret replaces the old ----------
+  await dash.page.fill('#band-id', 'band 31');
+  await dash.page.click('#band-submit');
+  await dash.page.locator('#band-error', { hasText: 'letters' }).waitFor();
+  assert.equal(await dash.page.locator('#token-dialog[open]').count(), 0, 'no dialog for a wrong id');
+  await dash.page.fill('#band-id', 'band-31');
+  await dash.page.locator('#band-error').waitFor({ state: 'hidden' });
+  await dash.page.click('#band-submit');
+  await dash.page.locator('#token-dialog[open] #token-confirm').waitFor();
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-qr svg').waitFor({ timeout: WAIT });
+  const second = await dash.page.inputValue('#login-password');
+  assert.match(second, /^[0-9a-f]{64}$/);
+  assert.notEqual(second, password);
+  await dash.page.keyboard.press('Escape');
+  await dash.page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  await dash.page.waitForFunction(() => document.getElementById('login-password').value === '' && !document.querySelector('#token-qr svg'));
+  await assert.rejects(connectAs('band-31', 'band-31', password), 'the old secret no longer works');
+  // an id that is not a registered band
+  await dash.page.fill('#band-id', 'band-nobody');
+  await dash.page.click('#band-submit');
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-error', { hasText: 'No band is registered' }).waitFor({ timeout: WAIT });
+  await dash.page.click('#token-keep');
+  await dash.page.locator('#token-dialog').waitFor({ state: 'hidden' });
+
+  // ---- a gateway's secret: a new gateway, no QR code ---------------------------------------------------
+  await dash.page.fill('#gateway-id', 'gw/lotus');
+  await dash.page.click('#gateway-submit');
+  await dash.page.locator('#gateway-error', { hasText: 'letters' }).waitFor();
+  assert.equal(await dash.page.getAttribute('#gateway-id', 'aria-invalid'), 'true');
+  await dash.page.fill('#gateway-id', 'gw-lotus');
+  await dash.page.press('#gateway-id', 'Enter');
+  await dash.page.locator('#token-dialog[open] #token-confirm').waitFor();
+  assert.match(await dash.page.textContent('#token-for'), /gw-lotus/);
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-result').waitFor();
+  assert.equal(await dash.page.inputValue('#login-username'), 'gw-lotus');
+  const gateway = await dash.page.inputValue('#login-password');
+  assert.match(gateway, /^[0-9a-f]{64}$/);
+  assert.match(await dash.page.textContent('#login-note'), /wristbands\/\+\/alert and wristbands\/\+\/status and read wristbands\/\+\/notify/);
+  assert.ok(!(await dash.page.isVisible('#token-qr')), 'no QR code for a gateway');
+  await dash.page.keyboard.press('Escape');
+  await dash.page.locator('#token-dialog').waitFor({ state: 'hidden' });
+  // a volunteer's id is not a gateway's
+  await dash.page.fill('#gateway-id', 'v-wang');
+  await dash.page.click('#gateway-submit');
+  await dash.page.click('#token-issue');
+  await dash.page.locator('#token-error', { hasText: "cannot be a gateway's" }).waitFor({ timeout: WAIT });
+  await dash.page.click('#token-keep');
+  assert.ok(!urls.some((u) => u.includes(gateway) || u.includes(second)), 'no secret is in a URL');
+
+  assert.deepEqual(dash.problems, [], 'no script errors and nothing from another host');
+  await dash.context.close();
 });

@@ -2,6 +2,7 @@
 //! scenario runs on SQLite + the embedded broker and on PostgreSQL +
 //! Mosquitto (see `common`).
 
+mod access;
 mod common;
 mod http;
 mod ingest;

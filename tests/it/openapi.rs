@@ -42,6 +42,11 @@ async fn the_served_document_lists_every_route_and_each_is_served() {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        if path.starts_with("/v1/mqtt/") {
+            // The broker hooks are off without a hook token.
+            assert_eq!(status, 404, "{method} {concrete} with the hooks off");
+            continue;
+        }
         if *secured {
             assert_eq!(status, 401, "{method} {concrete} without a token");
             continue;

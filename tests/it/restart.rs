@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Backend, Mqtt, TestApp, backend_settings, s, unique};
+use crate::common::{Backend, TestApp, backend_settings, s, unique};
 use crate::lifecycle::wait_for_device_alert;
 use crate::on_both_backends;
 
@@ -51,6 +51,14 @@ fn service_env(
         ),
         ("ONEPRESS_MQTT_CLIENT_ID", settings.mqtt_client_id.clone()),
         ("ONEPRESS_OPERATOR_TOKEN", token.to_string()),
+        (
+            "ONEPRESS_MQTT_ADMIN",
+            settings
+                .mqtt_admin
+                .as_ref()
+                .map(|a| a.expose().to_string())
+                .unwrap_or_default(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -102,7 +110,7 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
     let (near, _) = app.volunteer("Near", Some((30.5111, 120.6805))).await;
     let (far, far_token) = app.volunteer("Far", Some((30.5151, 120.6805))).await;
     let (_, device2) = app.senior_with_band(Some((30.5101, 120.6805))).await;
-    let band = Mqtt::connect(&app.mqtt.0, app.mqtt.1, "band").await;
+    let band = app.mqtt_client("band").await;
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
     let before = app
@@ -118,7 +126,7 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
 
     // A press while the service is down (kept by Mosquitto's session).
     if backend == Backend::PostgresMosquitto {
-        let band2 = Mqtt::connect(&app.mqtt.0, app.mqtt.1, "band2").await;
+        let band2 = app.mqtt_client("band2").await;
         band2.press(&device2, "e-1", "sos", None).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

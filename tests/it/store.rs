@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
-use onepress::domain::registry::{Contact, Heartbeat, Senior, VolunteerProfile};
+use onepress::domain::registry::{Contact, Heartbeat, PrincipalKind, Senior, VolunteerProfile};
 use onepress::domain::{
     Alert, AlertId, AlertKind, AlertState, DeviceId, Effects, EventId, IngestedEvent, Offer,
     OfferOutcome, OfferRecord, Position, SeniorCard, SeniorId, TimelineEvent, TimelineKind,
@@ -103,6 +103,8 @@ on_both_engines!(
     alerts_pressed_in_a_half_open_window,
     corrupt_rows_are_errors,
     two_instances_cannot_claim_one_volunteer,
+    ids_share_one_namespace,
+    secrets_are_kept_as_hashes_and_replaced,
 );
 
 // ----- fixtures -------------------------------------------------------------
@@ -519,17 +521,28 @@ async fn device_of_unknown_senior_is_not_found(store: &Db) {
 async fn tokens_are_set_found_and_replaced(store: &Db) {
     seed(store).await;
     assert!(matches!(
-        store.set_volunteer_token(&vid("ghost"), "h0").await,
+        store
+            .set_volunteer_token(&vid("ghost"), "h0", "$6$x$y")
+            .await,
         Err(StoreError::NotFound("volunteer"))
     ));
     assert_eq!(store.volunteer_by_token("h0").await.unwrap(), None);
-    store.set_volunteer_token(&vid("v1"), "h1").await.unwrap();
-    store.set_volunteer_token(&vid("v2"), "h2").await.unwrap();
+    store
+        .set_volunteer_token(&vid("v1"), "h1", "$6$x$h1")
+        .await
+        .unwrap();
+    store
+        .set_volunteer_token(&vid("v2"), "h2", "$6$x$h2")
+        .await
+        .unwrap();
     assert_eq!(
         store.volunteer_by_token("h1").await.unwrap(),
         Some(vid("v1"))
     );
-    store.set_volunteer_token(&vid("v1"), "h1b").await.unwrap();
+    store
+        .set_volunteer_token(&vid("v1"), "h1b", "$6$x$h1b")
+        .await
+        .unwrap();
     assert_eq!(store.volunteer_by_token("h1").await.unwrap(), None);
     assert_eq!(
         store.volunteer_by_token("h1b").await.unwrap(),
@@ -539,6 +552,90 @@ async fn tokens_are_set_found_and_replaced(store: &Db) {
         store.volunteer_by_token("h2").await.unwrap(),
         Some(vid("v2"))
     );
+}
+
+async fn ids_share_one_namespace(store: &Db) {
+    seed(store).await;
+    // A volunteer's id cannot become a band's, nor a band's a volunteer's.
+    assert!(matches!(
+        store.upsert_device(&did("v1"), &sid("s1")).await,
+        Err(StoreError::IdTaken {
+            kind: PrincipalKind::Volunteer,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.upsert_volunteer(&profile("d1")).await,
+        Err(StoreError::IdTaken {
+            kind: PrincipalKind::Device,
+            ..
+        })
+    ));
+    // A gateway is created by its secret; its id is then taken too.
+    store
+        .set_secret(PrincipalKind::Gateway, "gw-1", "$6$a$b", t(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.upsert_device(&did("gw-1"), &sid("s1")).await,
+        Err(StoreError::IdTaken {
+            kind: PrincipalKind::Gateway,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .set_secret(PrincipalKind::Gateway, "d1", "$6$a$b", t(1))
+            .await,
+        Err(StoreError::IdTaken {
+            kind: PrincipalKind::Device,
+            ..
+        })
+    ));
+    // Nothing was half written.
+    assert!(store.get_volunteer(&vid("d1")).await.unwrap().is_none());
+    assert_eq!(store.list_devices().await.unwrap().len(), 2);
+    // Registering the same kind again is fine.
+    store.upsert_device(&did("d1"), &sid("s2")).await.unwrap();
+    store.upsert_volunteer(&profile("v1")).await.unwrap();
+}
+
+async fn secrets_are_kept_as_hashes_and_replaced(store: &Db) {
+    seed(store).await;
+    assert!(matches!(
+        store
+            .set_secret(PrincipalKind::Device, "ghost", "$6$a$b", t(1))
+            .await,
+        Err(StoreError::NotFound("device"))
+    ));
+    let fresh = store.credential("d1").await.unwrap().expect("a principal");
+    assert_eq!(fresh.kind, PrincipalKind::Device);
+    assert_eq!(
+        fresh.secret_hash, None,
+        "no login before a secret is issued"
+    );
+    store
+        .set_secret(PrincipalKind::Device, "d1", "$6$a$one", t(1))
+        .await
+        .unwrap();
+    store
+        .set_secret(PrincipalKind::Device, "d1", "$6$a$two", t(2))
+        .await
+        .unwrap();
+    let c = store.credential("d1").await.unwrap().unwrap();
+    assert_eq!(c.secret_hash.as_deref(), Some("$6$a$two"));
+    // A volunteer's token is also the phone's MQTT login.
+    store
+        .set_volunteer_token(&vid("v2"), "sha", "$6$v$two")
+        .await
+        .unwrap();
+    let v = store.credential("v2").await.unwrap().unwrap();
+    assert_eq!(v.kind, PrincipalKind::Volunteer);
+    assert_eq!(v.secret_hash.as_deref(), Some("$6$v$two"));
+    let all = store.list_credentials().await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["d1", "d2", "v1", "v2", "v3", "v4"]);
+    assert_eq!(store.credential("nobody").await.unwrap(), None);
 }
 
 async fn alerts_are_listed_newest_first(store: &Db) {

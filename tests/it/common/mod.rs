@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod mosquitto;
 
 use std::time::Duration;
 
@@ -82,6 +83,12 @@ pub async fn backend_settings(
         embedded_mqtt_addr: "127.0.0.1:0".parse().unwrap(),
         mqtt_client_id: unique("onepress-test"),
         operator_token: Some(Secret::new(unique("operator-token"))),
+        // Test clients that watch or speak for anyone log in as the admin.
+        mqtt_admin: Some(Secret::new(format!(
+            "{}:{}",
+            unique("admin"),
+            onepress::access::secret::new_secret()
+        ))),
         shutdown_grace: Duration::from_secs(3),
         ..Settings::default()
     };
@@ -361,9 +368,58 @@ impl TestApp {
             .sum()
     }
 
-    /// Connects a test MQTT client to the app's broker.
+    /// Connects a test MQTT client with the admin login (it may publish
+    /// and subscribe anywhere, like an integration tool).
     pub async fn mqtt_client(&self, name: &str) -> Mqtt {
-        Mqtt::connect(&self.mqtt.0, self.mqtt.1, name).await
+        Mqtt::connect(&self.mqtt.0, self.mqtt.1, Some(self.admin_login(name))).await
+    }
+
+    /// The admin login of the app's settings, under a fresh client id.
+    pub fn admin_login(&self, name: &str) -> Login {
+        let (username, password) = self
+            .settings
+            .mqtt_admin()
+            .expect("valid settings")
+            .expect("test apps have an admin login");
+        Login {
+            client_id: unique(name),
+            username,
+            password: password.expose().to_string(),
+        }
+    }
+
+    /// Issues a band's MQTT secret; returns its login.
+    pub async fn band_login(&self, device: &str) -> Login {
+        let r = self
+            .op("POST", &format!("/v1/devices/{device}/secret"), None)
+            .await;
+        assert_eq!(r.status, 200, "band secret: {r:?}");
+        assert_eq!(s(&r.body, "username"), device);
+        Login {
+            client_id: device.to_string(),
+            username: device.to_string(),
+            password: s(&r.body, "password").to_string(),
+        }
+    }
+
+    /// A band's own connection, logged in with a freshly issued secret.
+    pub async fn band_client(&self, device: &str) -> Mqtt {
+        let login = self.band_login(device).await;
+        Mqtt::try_connect(&self.mqtt.0, self.mqtt.1, login)
+            .await
+            .expect("the band logs in")
+    }
+
+    /// A volunteer's phone, logged in with the volunteer's token.
+    pub async fn phone_client(&self, volunteer: &str, token: &str) -> Mqtt {
+        let login = Login {
+            client_id: volunteer.to_string(),
+            username: volunteer.to_string(),
+            password: token.to_string(),
+        };
+        Mqtt::try_connect(&self.mqtt.0, self.mqtt.1, login)
+            .await
+            .expect("the phone logs in")
     }
 }
 
@@ -372,13 +428,35 @@ impl TestApp {
 pub struct Received {
     pub topic: String,
     pub body: Value,
+    pub retain: bool,
+}
+
+/// How a test client logs in.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub client_id: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// What the broker said to a client's CONNECT, SUBSCRIBE or connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// CONNACK accepted.
+    Connected,
+    /// CONNACK refused with this code.
+    Refused(rumqttc::ConnectReturnCode),
+    /// The connection ended (closed by the broker, or an I/O error).
+    Closed,
+    /// A SUBACK: one entry per filter, true when granted.
+    SubAck(Vec<bool>),
 }
 
 /// A real MQTT client, as a band or a phone would be.
 pub struct Mqtt {
     pub client: AsyncClient,
     rx: mpsc::UnboundedReceiver<Received>,
-    subacks: mpsc::UnboundedReceiver<()>,
+    events: mpsc::UnboundedReceiver<Broker>,
     stop: CancellationToken,
 }
 
@@ -389,14 +467,51 @@ impl Drop for Mqtt {
 }
 
 impl Mqtt {
-    pub async fn connect(host: &str, port: u16, name: &str) -> Mqtt {
-        let mut opts = MqttOptions::new(unique(name), host, port);
+    /// Connects (without waiting for the broker's answer); with no login,
+    /// anonymously under a fresh client id. It reconnects by itself.
+    pub async fn connect(host: &str, port: u16, login: Option<Login>) -> Mqtt {
+        let client_id = login
+            .as_ref()
+            .map_or_else(|| unique("anonymous"), |l| l.client_id.clone());
+        let mut opts = MqttOptions::new(client_id, host, port);
         opts.set_keep_alive(Duration::from_secs(10))
             .set_clean_session(true)
             .set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(l) = &login {
+            opts.set_credentials(&l.username, &l.password);
+        }
+        Self::start(opts)
+    }
+
+    /// Connects with a will, e.g. one aimed at another band's topic.
+    pub async fn connect_with_will(host: &str, port: u16, login: Login, will_topic: &str) -> Mqtt {
+        let mut opts = MqttOptions::new(login.client_id.clone(), host, port);
+        opts.set_keep_alive(Duration::from_secs(10))
+            .set_clean_session(true)
+            .set_credentials(&login.username, &login.password)
+            .set_last_will(rumqttc::LastWill::new(
+                will_topic,
+                r#"{"event_id":"will","kind":"sos"}"#,
+                QoS::AtLeastOnce,
+                false,
+            ));
+        Self::start(opts)
+    }
+
+    /// Connects and waits for the CONNACK: Err with what the broker said
+    /// when it refused.
+    pub async fn try_connect(host: &str, port: u16, login: Login) -> Result<Mqtt, Broker> {
+        let mut m = Self::connect(host, port, Some(login)).await;
+        match m.next_event(10).await {
+            Broker::Connected => Ok(m),
+            other => Err(other),
+        }
+    }
+
+    fn start(opts: MqttOptions) -> Mqtt {
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let (tx, rx) = mpsc::unbounded_channel();
-        let (sub_tx, subacks) = mpsc::unbounded_channel();
+        let (ev_tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let token = stop.clone();
         tokio::spawn(async move {
@@ -411,33 +526,87 @@ impl Mqtt {
                         let _ = tx.send(Received {
                             topic: p.topic.clone(),
                             body,
+                            retain: p.retain,
                         });
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = sub_tx.send(());
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = ev_tx.send(Broker::Connected);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        let granted = ack
+                            .return_codes
+                            .iter()
+                            .map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                            .collect();
+                        let _ = ev_tx.send(Broker::SubAck(granted));
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        let said = match e {
+                            rumqttc::ConnectionError::ConnectionRefused(code) => {
+                                Broker::Refused(code)
+                            }
+                            _ => Broker::Closed,
+                        };
+                        let _ = ev_tx.send(said);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
         Mqtt {
             client,
             rx,
-            subacks,
+            events,
             stop,
+        }
+    }
+
+    /// The broker's next word to this client (fails after `secs`).
+    pub async fn next_event(&mut self, secs: u64) -> Broker {
+        tokio::time::timeout(Duration::from_secs(secs), self.events.recv())
+            .await
+            .expect("the broker answers in time")
+            .expect("the test MQTT client runs")
+    }
+
+    /// Waits until the connection is closed or refused (fails after `secs`).
+    pub async fn expect_cut_off(&mut self, secs: u64) -> Broker {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some(e @ (Broker::Closed | Broker::Refused(_)))) => return e,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the test MQTT client stopped"),
+                Err(_) => panic!("the connection was not cut off within {secs}s"),
+            }
+        }
+    }
+
+    /// Subscribes and returns whether the broker granted it.
+    pub async fn try_subscribe(&mut self, topic: &str) -> bool {
+        self.client
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe request");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some(Broker::SubAck(granted))) => return granted.iter().all(|g| *g),
+                Ok(Some(_)) => continue,
+                _ => panic!("no SUBACK for {topic} within 10s"),
+            }
         }
     }
 
     /// Subscribes and waits for the broker's SUBACK.
     pub async fn subscribe(&mut self, topic: &str) {
-        self.client
-            .subscribe(topic, QoS::AtLeastOnce)
-            .await
-            .expect("subscribe request");
-        tokio::time::timeout(Duration::from_secs(10), self.subacks.recv())
-            .await
-            .expect("SUBACK in time");
+        assert!(
+            self.try_subscribe(topic).await,
+            "the broker refused the subscription to {topic}"
+        );
     }
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {

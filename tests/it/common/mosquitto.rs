@@ -1,0 +1,92 @@
+//! A private Mosquitto for one test: the shipped `config/mosquitto.conf`
+//! (access enforced from the files onepress writes), on a free port, with
+//! its files in a temporary directory. Never the machine's shared broker.
+//! Stopped (SIGKILL) when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct PrivateMosquitto {
+    child: Child,
+    pub port: u16,
+    pub password_file: PathBuf,
+    pub acl_file: PathBuf,
+    pub pid_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PrivateMosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts Mosquitto from the shipped configuration, its paths moved into a
+/// temporary directory and its listener to a free port on 127.0.0.1.
+pub async fn start() -> PrivateMosquitto {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let base = dir.path();
+    for sub in ["auth", "data"] {
+        std::fs::create_dir_all(base.join(sub)).expect("a directory");
+    }
+    let port = free_port();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/mosquitto.conf"
+    ))
+    .expect("config/mosquitto.conf");
+    assert!(shipped.contains("allow_anonymous false"));
+    assert!(shipped.contains("use_username_as_clientid true"));
+    let mut conf = shipped
+        .replace(
+            "listener 1883 0.0.0.0",
+            &format!("listener {port} 127.0.0.1"),
+        )
+        .replace("/mosquitto/", &format!("{}/", base.display()));
+    // As root Mosquitto would switch to its own user, who cannot read a
+    // private temporary directory.
+    conf.push_str("\nuser root\n");
+    let conf_path = base.join("mosquitto.conf");
+    std::fs::write(&conf_path, conf).expect("the test's config");
+    let password_file = base.join("auth/passwd");
+    let acl_file = base.join("auth/acl");
+    std::fs::write(&password_file, "").expect("an empty password file");
+    std::fs::write(&acl_file, "").expect("an empty acl file");
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto runs (apt-get install mosquitto)");
+    let m = PrivateMosquitto {
+        child,
+        port,
+        password_file,
+        acl_file,
+        pid_file: base.join("auth/mosquitto.pid"),
+        _dir: dir,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+        || !m.pid_file.exists()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the private Mosquitto did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    m
+}
