@@ -4,7 +4,7 @@
 //!
 //! Messages are worked on concurrently (so that the engine can commit many
 //! in one transaction), but acknowledged strictly in the order they came: a
-//! broker that sees m1 acked before m0 may lose m0 (rumqttd does). A press
+//! broker that sees m1 acked before m0 may lose m0 (rumqttd did). A press
 //! that cannot be committed (store down) is retried until it can: it is
 //! never acknowledged unstored. Bad input is logged, counted in
 //! `onepress_ingest_rejected_total{reason}` and acknowledged, so a poison

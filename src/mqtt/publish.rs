@@ -1,5 +1,6 @@
 //! Publishes committed messages: notices to bands and offers to phones,
-//! QoS 1. Fed by the engine after each commit, never before.
+//! QoS 1 and retained (a band or phone that connects later gets the latest
+//! at once). Fed by the engine after each commit, never before.
 
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
@@ -25,7 +26,7 @@ pub async fn run(client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Outgoing>)
         let (topic, payload) = encode(&message);
         debug!(%topic, "publish");
         if let Err(e) = client
-            .publish(&topic, QoS::AtLeastOnce, false, payload)
+            .publish(&topic, QoS::AtLeastOnce, true, payload)
             .await
         {
             warn!(%topic, error = %e, "publish failed: the MQTT client is gone");

@@ -528,3 +528,30 @@ async fn the_broker_hooks_answer_only_with_their_token() {
         acl(json!({"clientid": band, "username": band, "topic": "x", "action": "delete"})).await;
     assert!((400..500).contains(&r.status), "{r:?}");
 }
+
+/// Messages to bands and phones are retained: a band that connects after
+/// its press was stored gets the latest notice at once.
+async fn a_late_band_gets_the_latest_notice_retained(backend: Backend) {
+    let Some(app) = crate::common::spawn_app(backend).await else {
+        return;
+    };
+    let (_, device) = app.senior_with_band(Some((30.5101, 120.6805))).await;
+    let presser = app.mqtt_client("presser").await;
+    presser.press(&device, "e-1", "sos", None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alerts_of(&app, &device).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the press was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut band = app.band_client(&device).await;
+    band.subscribe(&format!("wristbands/{device}/notify")).await;
+    let m = band
+        .expect_retained(&format!("wristbands/{device}/notify"), 10)
+        .await;
+    assert!(m["alert_id"].is_string(), "{m}");
+}
+
+crate::on_both_backends!(a_late_band_gets_the_latest_notice_retained);

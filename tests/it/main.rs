@@ -3,6 +3,7 @@
 //! Mosquitto (see `common`).
 
 mod access;
+mod burst;
 mod common;
 mod http;
 mod ingest;

@@ -641,6 +641,21 @@ impl Mqtt {
         }
     }
 
+    /// The next message on `topic` that carries the retain flag (sent by the
+    /// broker from its store at subscription); fails after `secs`.
+    pub async fn expect_retained(&mut self, topic: &str, secs: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(m)) if m.topic == topic && m.retain => return m.body,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the test MQTT client stopped"),
+                Err(_) => panic!("no retained message on {topic} within {secs}s"),
+            }
+        }
+    }
+
     /// Asserts that no message matching `pred` arrives on `topic` for `ms`.
     pub async fn expect_none(&mut self, topic: &str, ms: u64, pred: impl Fn(&Value) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
