@@ -59,7 +59,7 @@ async fn raw(app: &TestApp, method: &str, path: &str, token: &str, body: String)
 
 /// Presses a band with no volunteer around and returns the new alert's id.
 async fn open_alert(app: &TestApp, device: &str) -> String {
-    let mut band = app.mqtt_client("band").await;
+    let mut band = app.band_client(device).await;
     let topic = format!("wristbands/{device}/notify");
     band.subscribe(&topic).await;
     band.press(device, &unique("e"), "sos", None).await;
@@ -434,7 +434,8 @@ async fn devices_filter_by_status(backend: Backend) {
     let (_, weak) = app.senior_with_band(Some(HOME)).await;
     let (_, strong) = app.senior_with_band(Some(HOME)).await;
 
-    let band = app.mqtt_client("band").await;
+    // Heartbeats of several bands: a gateway relays them.
+    let band = app.gateway_client("gw").await;
     band.publish(
         &format!("wristbands/{weak}/status"),
         json!({"battery": 12, "lat": HOME.0, "lon": HOME.1}).to_string(),

@@ -32,9 +32,9 @@ async fn press_to_resolution(backend: Backend) {
     let (_, device) = app.senior_with_band(Some(HOME)).await;
     let (vol, vol_token) = app.volunteer("Wang Fang", Some(NEAR)).await;
 
-    let mut band = app.mqtt_client("band").await;
+    let mut band = app.band_client(&device).await;
     band.subscribe(&format!("wristbands/{device}/notify")).await;
-    let mut phone = app.mqtt_client("phone").await;
+    let mut phone = app.phone_client(&vol, &vol_token).await;
     phone.subscribe(&format!("volunteers/{vol}/offers")).await;
 
     band.press(&device, "e-1", "sos", None).await;
@@ -144,7 +144,7 @@ async fn nearest_volunteer_is_offered_first(backend: Backend) {
     let (_, device) = app.senior_with_band(Some(HOME)).await;
     let (far, _) = app.volunteer("Far", Some(FAR)).await;
     let (near, _) = app.volunteer("Near", Some(NEAR)).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     band.press(&device, "e-1", "fall", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
     let a = app
@@ -164,9 +164,9 @@ async fn decline_moves_on_to_the_next(backend: Backend) {
     let (_, device) = app.senior_with_band(Some(HOME)).await;
     let (near, near_token) = app.volunteer("Near", Some(NEAR)).await;
     let (far, far_token) = app.volunteer("Far", Some(FAR)).await;
-    let mut phone = app.mqtt_client("phone").await;
+    let mut phone = app.phone_client(&far, &far_token).await;
     phone.subscribe(&format!("volunteers/{far}/offers")).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
     app.wait_alert(&alert, 10, |a| {
@@ -234,9 +234,9 @@ async fn expired_offer_moves_on(backend: Backend) {
     let (_, device) = app.senior_with_band(Some(HOME)).await;
     let (near, near_token) = app.volunteer("Near", Some(NEAR)).await;
     let (far, _) = app.volunteer("Far", Some(FAR)).await;
-    let mut phone = app.mqtt_client("phone").await;
+    let mut phone = app.phone_client(&near, &near_token).await;
     phone.subscribe(&format!("volunteers/{near}/offers")).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
     phone
@@ -278,7 +278,7 @@ async fn no_volunteer_escalates_then_offers_when_one_comes(backend: Backend) {
     };
     let (_, device) = app.senior_with_band(Some(HOME)).await;
     let (vol, token) = app.volunteer("Late", None).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
     let a = app
@@ -307,10 +307,10 @@ async fn band_cancel_withdraws_the_offer(backend: Backend) {
         return;
     };
     let (_, device) = app.senior_with_band(Some(HOME)).await;
-    let (vol, _) = app.volunteer("Near", Some(NEAR)).await;
-    let mut phone = app.mqtt_client("phone").await;
+    let (vol, phone_token) = app.volunteer("Near", Some(NEAR)).await;
+    let mut phone = app.phone_client(&vol, &phone_token).await;
     phone.subscribe(&format!("volunteers/{vol}/offers")).await;
-    let mut band = app.mqtt_client("band").await;
+    let mut band = app.band_client(&device).await;
     band.subscribe(&format!("wristbands/{device}/notify")).await;
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
@@ -341,7 +341,7 @@ async fn redelivery_and_second_press_join_the_alert(backend: Backend) {
         return;
     };
     let (_, device) = app.senior_with_band(Some(HOME)).await;
-    let mut band = app.mqtt_client("band").await;
+    let mut band = app.band_client(&device).await;
     let topic = format!("wristbands/{device}/notify");
     band.subscribe(&topic).await;
     band.press(&device, "e-1", "sos", None).await;
@@ -395,7 +395,7 @@ async fn response_deadline_breach_is_recorded_when_it_passes(backend: Backend) {
         return;
     };
     let (_, device) = app.senior_with_band(Some(HOME)).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
     let a = app.alert(&alert).await;
@@ -428,10 +428,10 @@ async fn operator_assigns_and_cancels(backend: Backend) {
         return;
     };
     let (_, device) = app.senior_with_band(None).await;
-    let (vol, _) = app.volunteer("Grid worker", Some(NEAR)).await;
-    let mut phone = app.mqtt_client("phone").await;
+    let (vol, phone_token) = app.volunteer("Grid worker", Some(NEAR)).await;
+    let mut phone = app.phone_client(&vol, &phone_token).await;
     phone.subscribe(&format!("volunteers/{vol}/offers")).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     // No location and no home: escalated, for the operator to handle.
     band.press(&device, "e-1", "sos", None).await;
     let alert = wait_for_device_alert(&app, &device).await;
@@ -491,7 +491,7 @@ async fn a_cancel_with_nothing_to_cancel_is_still_acknowledged(backend: Backend)
         return;
     };
     let (_, device) = app.senior_with_band(Some(HOME)).await;
-    let mut band = app.mqtt_client("band").await;
+    let mut band = app.band_client(&device).await;
     let topic = format!("wristbands/{device}/notify");
     band.subscribe(&topic).await;
     for _ in 0..2 {

@@ -150,7 +150,7 @@ async fn the_stream_pushes_presses_and_breaches_as_they_happen(backend: Backend)
     let mut by_header = SseClient::open(&app, &app.token, false).await;
     let mut by_query = SseClient::open(&app, &app.token, true).await;
 
-    let band = app.mqtt_client("band").await;
+    let band = app.band_client(&device).await;
     band.press(&device, "e-1", "sos", None).await;
     // Offered to the volunteer: pushed, with no GET from anyone.
     let offered = by_header
@@ -257,7 +257,7 @@ async fn sla_figures_count_what_happened(backend: Backend) {
     let (_, band_b) = app.senior_with_band(Some(HOME)).await;
     let (_, band_c) = app.senior_with_band(Some(HOME)).await;
     let (_, vol_token) = app.volunteer("Wang Fang", Some(NEAR)).await;
-    let band = app.mqtt_client("band").await;
+    let band = app.gateway_client("gw").await;
 
     // A: accepted and on scene in time.
     band.press(&band_a, "e-1", "sos", None).await;
@@ -453,7 +453,7 @@ async fn metrics_count_the_flow(backend: Backend) {
     let before = scrape(&app).await;
 
     // A press, offered and accepted; a heartbeat; a poison message.
-    let band = app.mqtt_client("band").await;
+    let band = app.gateway_client("gw").await;
     band.press(&device, "e-1", "sos", None).await;
     let id = wait_for_device_alert(&app, &device).await;
     app.wait_alert(&id, 10, |a| s(a, "state") == "offered")

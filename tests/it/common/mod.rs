@@ -410,6 +410,23 @@ impl TestApp {
             .expect("the band logs in")
     }
 
+    /// A gateway (speaking for any band), logged in with a fresh secret.
+    pub async fn gateway_client(&self, name: &str) -> Mqtt {
+        let id = unique(name);
+        let r = self
+            .op("POST", &format!("/v1/gateways/{id}/secret"), None)
+            .await;
+        assert_eq!(r.status, 200, "gateway secret: {r:?}");
+        let login = Login {
+            client_id: id.clone(),
+            username: id,
+            password: s(&r.body, "password").to_string(),
+        };
+        Mqtt::try_connect(&self.mqtt.0, self.mqtt.1, login)
+            .await
+            .expect("the gateway logs in")
+    }
+
     /// A volunteer's phone, logged in with the volunteer's token.
     pub async fn phone_client(&self, volunteer: &str, token: &str) -> Mqtt {
         let login = Login {
