@@ -8,7 +8,9 @@
 # runs schemathesis against /openapi.json: no 5xx, every answer as
 # documented (status code, content type, headers, body), 401 without a
 # valid token, 405 for undocumented methods. Volunteer-only operations run
-# with the volunteer's token, the others with the operator's. When
+# with the volunteer's token, the others with the operator's (the broker
+# hooks too: the service runs with the operator token as its broker hook
+# token, so that the hooks answer rather than 404). When
 # ONEPRESS_TEST_DATABASE_URL names a PostgreSQL server (as in .ci/run), the
 # same is done again on a fresh database there. The live stream
 # (/v1/alerts/stream) never ends by itself and is left out.
@@ -134,6 +136,7 @@ check_backend() { # label database_url
     ONEPRESS_DATABASE_URL="$database_url" \
     ONEPRESS_OPERATOR_TOKEN="$operator_token" \
     ONEPRESS_MQTT_ADMIN="$admin_login" \
+    ONEPRESS_BROKER_HOOK_TOKEN="$operator_token" \
     RUST_LOG="${RUST_LOG:-warn}" \
     exec "$BIN" serve
   ) >"$log" 2>&1 &

@@ -51,6 +51,14 @@ pub fn describe_metrics() {
         "MQTT messages rejected, by reason"
     );
     describe_counter!("onepress_alerts_total", "Alerts opened, by kind (sos|fall)");
+    describe_counter!(
+        "onepress_broker_refused_total",
+        "What the embedded broker refused by the access rule, by action (connect|subscribe|publish)"
+    );
+    describe_counter!(
+        "onepress_broker_dropped_total",
+        "Messages the embedded broker dropped (a full session queue, an expired message)"
+    );
     describe_gauge!(
         "onepress_alerts_active",
         "Active alerts, by state (open|offered|accepted|on_scene)"

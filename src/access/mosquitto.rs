@@ -1,7 +1,7 @@
 //! Keeps a Mosquitto 2.0 broker in step with the registry: renders the
-//! rule ([`super::rule::grants`]) and every login into Mosquitto's
-//! `password_file` (`user:$6$…` lines, the hashes the store keeps) and
-//! `acl_file` (a `user` block of `topic` lines per login), writes both
+//! rule ([`super::rule`]) and every login into Mosquitto's `password_file`
+//! (`user:$6$…` lines, the hashes the store keeps) and `acl_file` (`pattern`
+//! lines for bands and phones, `user` blocks for the few others), writes both
 //! atomically, and sends the broker SIGHUP so that it reloads them and
 //! re-checks every connected client (a replaced secret is cut off then).
 //!
@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::rule::{Action, Grant, Principal, grants};
+use super::rule::{Action, BAND_GRANTS, Grant, PHONE_GRANTS, Principal, grants};
 use super::{AccessControl, principal_of, secret};
 use crate::domain::registry::Credential;
 use crate::store::{Store, StoreError};
@@ -58,13 +58,38 @@ pub struct Rendered {
     pub logins: usize,
 }
 
+fn access_word(action: Action) -> &'static str {
+    match action {
+        Action::Publish => "write",
+        Action::Subscribe => "read",
+    }
+}
+
 /// Renders the files for the settings' logins and the registry's.
+///
+/// Bands and phones, the many, share `pattern` lines (`%u` is the user
+/// name, which is also the client id): the ACL file stays a few lines long
+/// whatever the registry's size, since Mosquitto 2.0 parses `user` blocks in
+/// time quadratic in their number. A pattern applies to every login, so a
+/// band is also granted the phone's topic under its own id and the other way
+/// round; no such topic carries anything, because devices and volunteers
+/// share one id namespace (a phone publishing to `wristbands/{its id}/alert`
+/// reaches the service as an unknown device). Gateways and the superusers,
+/// the few, get `user` blocks.
 pub fn render<'a>(
     settings: impl Iterator<Item = (&'a super::SettingsLogin, Principal)>,
     registry: &[Credential],
 ) -> Rendered {
     let mut passwords = String::new();
     let mut acl = String::from("# Written by onepress from its registry: do not edit.\n");
+    for (action, filter) in BAND_GRANTS.iter().chain(PHONE_GRANTS) {
+        let _ = writeln!(
+            acl,
+            "pattern {} {}",
+            access_word(*action),
+            filter.replace("{id}", "%u")
+        );
+    }
     let mut logins = 0;
     let mut add = |username: &str, hash: &str, principal: &Principal| {
         // Usernames are registry ids ([A-Za-z0-9_-]) or come from the
@@ -74,15 +99,14 @@ pub fn render<'a>(
             return;
         }
         let _ = writeln!(passwords, "{username}:{hash}");
+        logins += 1;
+        if matches!(principal, Principal::Band(_) | Principal::Phone(_)) {
+            return; // the patterns above
+        }
         let _ = writeln!(acl, "\nuser {username}");
         for Grant { action, filter } in grants(principal) {
-            let access = match action {
-                Action::Publish => "write",
-                Action::Subscribe => "read",
-            };
-            let _ = writeln!(acl, "topic {access} {filter}");
+            let _ = writeln!(acl, "topic {} {filter}", access_word(action));
         }
-        logins += 1;
     };
     for (login, principal) in settings {
         add(
@@ -247,17 +271,15 @@ mod tests {
         assert!(!r.passwords.contains("band-2"), "no secret, no login");
         assert!(r.passwords.starts_with("onepress:$6$"));
         assert!(!r.passwords.contains(":pw"), "never the plain password");
+        // Bands and phones by pattern: the file does not grow with them.
         assert!(r.acl.contains(
-            "user band-1\ntopic write wristbands/band-1/alert\ntopic write wristbands/band-1/status\ntopic read wristbands/band-1/notify\n"
+            "pattern write wristbands/%u/alert\npattern write wristbands/%u/status\npattern read wristbands/%u/notify\npattern read volunteers/%u/offers\n"
         ));
-        assert!(
-            r.acl
-                .contains("user vol-1\ntopic read volunteers/vol-1/offers\n")
-        );
-        assert!(
-            r.acl
-                .contains("user gw-1\ntopic write wristbands/+/alert\n")
-        );
+        assert!(!r.acl.contains("user band-1"));
+        assert!(!r.acl.contains("user vol-1"));
+        assert!(r.acl.contains(
+            "user gw-1\ntopic write wristbands/+/alert\ntopic write wristbands/+/status\ntopic read wristbands/+/notify\n"
+        ));
         assert!(
             r.acl
                 .contains("user onepress\ntopic write #\ntopic read #\n")

@@ -81,29 +81,41 @@ pub struct Grant {
     pub filter: String,
 }
 
-fn grant(action: Action, filter: String) -> Grant {
-    Grant { action, filter }
+/// What a band may do, `{id}` standing for its own id.
+pub const BAND_GRANTS: &[(Action, &str)] = &[
+    (Action::Publish, "wristbands/{id}/alert"),
+    (Action::Publish, "wristbands/{id}/status"),
+    (Action::Subscribe, "wristbands/{id}/notify"),
+];
+/// What a volunteer's phone may do, `{id}` standing for its own id.
+pub const PHONE_GRANTS: &[(Action, &str)] = &[(Action::Subscribe, "volunteers/{id}/offers")];
+/// What a gateway may do: speak for any band, read any band's notices.
+pub const GATEWAY_GRANTS: &[(Action, &str)] = &[
+    (Action::Publish, "wristbands/+/alert"),
+    (Action::Publish, "wristbands/+/status"),
+    (Action::Subscribe, "wristbands/+/notify"),
+];
+/// What the admin and the service may do (all a broker file can say;
+/// [`allowed`] lets them do anything).
+pub const SUPERUSER_GRANTS: &[(Action, &str)] = &[(Action::Publish, "#"), (Action::Subscribe, "#")];
+
+fn expand(template: &[(Action, &str)], id: &str) -> Vec<Grant> {
+    template
+        .iter()
+        .map(|(action, filter)| Grant {
+            action: *action,
+            filter: filter.replace("{id}", id),
+        })
+        .collect()
 }
 
-/// Everything a principal may do, as grants. Superusers get `#` for both
-/// actions (what a broker file can say); [`allowed`] lets them do anything.
+/// Everything a principal may do, as grants.
 pub fn grants(p: &Principal) -> Vec<Grant> {
-    use Action::{Publish, Subscribe};
     match p {
-        Principal::Band(id) => vec![
-            grant(Publish, format!("wristbands/{id}/alert")),
-            grant(Publish, format!("wristbands/{id}/status")),
-            grant(Subscribe, format!("wristbands/{id}/notify")),
-        ],
-        Principal::Phone(id) => vec![grant(Subscribe, format!("volunteers/{id}/offers"))],
-        Principal::Gateway(_) => vec![
-            grant(Publish, "wristbands/+/alert".into()),
-            grant(Publish, "wristbands/+/status".into()),
-            grant(Subscribe, "wristbands/+/notify".into()),
-        ],
-        Principal::Admin | Principal::Service => {
-            vec![grant(Publish, "#".into()), grant(Subscribe, "#".into())]
-        }
+        Principal::Band(id) => expand(BAND_GRANTS, id.as_str()),
+        Principal::Phone(id) => expand(PHONE_GRANTS, id.as_str()),
+        Principal::Gateway(_) => expand(GATEWAY_GRANTS, ""),
+        Principal::Admin | Principal::Service => expand(SUPERUSER_GRANTS, ""),
     }
 }
 

@@ -122,7 +122,7 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         volunteer_script,
     ),
     components(
-        schemas(ErrorBody),
+        schemas(ErrorBody, crate::domain::GatewayId),
         responses(
             BadRequest,
             Unauthorized,
@@ -522,10 +522,34 @@ mod tests {
     }
 
     #[test]
+    fn every_reference_resolves() {
+        fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(r);
+                    }
+                    map.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = doc();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let pointer = r.strip_prefix('#').expect("a local reference");
+            assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
+
+    #[test]
     fn ids_and_positions_carry_their_rules() {
         let doc = doc();
         let schemas = &doc["components"]["schemas"];
-        for id in ["DeviceId", "SeniorId", "VolunteerId"] {
+        for id in ["DeviceId", "SeniorId", "VolunteerId", "GatewayId"] {
             assert_eq!(
                 schemas[id]["pattern"],
                 crate::domain::ids::SLUG_PATTERN,

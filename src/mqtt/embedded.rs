@@ -264,6 +264,9 @@ impl Handler for Hooks {
         match param {
             Parameter::ClientAuthenticate(ci) => {
                 let result = self.authenticate(ci).await;
+                if !matches!(result, AuthResult::Allow(..)) {
+                    refused("connect");
+                }
                 (false, Some(HookResult::AuthResult(result)))
             }
             Parameter::ClientSubscribeCheckAcl(s, sub) => {
@@ -273,6 +276,7 @@ impl Handler for Hooks {
                 let result = if ok {
                     SubscribeAclResult::new_success(sub.opts.qos(), None)
                 } else {
+                    refused("subscribe");
                     info!(client_id = %s.id.client_id, filter = %sub.topic_filter, "subscription refused");
                     SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
                 };
@@ -285,8 +289,7 @@ impl Handler for Hooks {
                 let result = if ok {
                     PublishAclResult::allow()
                 } else {
-                    metrics::counter!("onepress_broker_refused_total", "action" => "publish")
-                        .increment(1);
+                    refused("publish");
                     debug!(client_id = %s.id.client_id, topic = %p.topic, "publish refused");
                     PublishAclResult::rejected(false, None)
                 };
@@ -300,6 +303,11 @@ impl Handler for Hooks {
             _ => (true, acc),
         }
     }
+}
+
+/// Counts what the access rule refused (`connect|subscribe|publish`).
+fn refused(action: &'static str) {
+    metrics::counter!("onepress_broker_refused_total", "action" => action).increment(1);
 }
 
 /// Retained messages in memory. rmqtt's own default store answers nothing
