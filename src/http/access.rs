@@ -8,9 +8,8 @@
 //! [`AccessControl`]'s, that is the one rule of [`crate::access::rule`].
 
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::{CACHE_CONTROL, HeaderValue};
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -72,15 +71,10 @@ async fn issue(state: &AppState, kind: PrincipalKind, id: &str) -> Result<Respon
         })?;
     state.access.credentials_changed(id);
     tracing::info!(kind = kind.as_str(), "MQTT secret issued");
-    let mut response = Json(MqttLogin {
+    Ok(super::no_store(Json(MqttLogin {
         username: id.to_string(),
         password,
-    })
-    .into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    })))
 }
 
 /// Issues a band's MQTT secret (its login: user name = client id = the

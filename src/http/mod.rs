@@ -91,6 +91,17 @@ pub fn api_routes() -> Router<AppState> {
         .merge(openapi::router())
 }
 
+/// `response` with `Cache-Control: no-store`: for answers that carry a
+/// secret shown once.
+pub fn no_store(response: impl axum::response::IntoResponse) -> axum::response::Response {
+    let mut response = response.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// The hex SHA-256 of a token: what is stored and compared, never the token.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

@@ -10,8 +10,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -495,11 +494,7 @@ async fn issue_token(
     // The phone's MQTT login was the old token: cut it off.
     state.access.credentials_changed(id.as_str());
     tracing::info!("volunteer token issued");
-    let mut response = Json(TokenIssued { token }).into_response();
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(super::no_store(Json(TokenIssued { token })))
 }
 
 #[cfg(test)]
