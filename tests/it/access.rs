@@ -536,16 +536,12 @@ async fn a_late_band_gets_the_latest_notice_retained(backend: Backend) {
         return;
     };
     let (_, device) = app.senior_with_band(Some((30.5101, 120.6805))).await;
-    let presser = app.mqtt_client("presser").await;
+    let topic = format!("wristbands/{device}/notify");
+    let mut presser = app.mqtt_client("presser").await;
+    presser.subscribe(&topic).await;
     presser.press(&device, "e-1", "sos", None).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while alerts_of(&app, &device).await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the press was not stored"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Once the notice went out live, the broker holds it.
+    presser.expect(&topic, 10, |m| m["state"] == "received").await;
     let mut band = app.band_client(&device).await;
     band.subscribe(&format!("wristbands/{device}/notify")).await;
     let m = band
