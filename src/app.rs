@@ -83,6 +83,7 @@ impl Application {
     /// Connects everything the settings name and binds the HTTP port
     /// (port 0 picks a free one: see [`Application::http_addr`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
         let _ = metrics_handle();
         let store = store::connect(&settings.database_url)
             .await

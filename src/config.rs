@@ -181,8 +181,46 @@ impl Settings {
         if !(self.max_offer_distance.is_finite() && self.max_offer_distance >= 0.0) {
             return invalid("max_offer_distance", "must be a non-negative number");
         }
-        if self.offer_timeout.is_zero() {
-            return invalid("offer_timeout", "must be longer than zero");
+        const HOUR: u64 = 3600;
+        const DAY: u64 = 24 * HOUR;
+        // Every duration between a floor and a ceiling: a typo such as
+        // `1000000y` is refused here, never met later by the engine.
+        let bounds: [(&'static str, Duration, u64, u64); 6] = [
+            ("offer_timeout", self.offer_timeout, 1, DAY),
+            ("response_target", self.response_target, 1, DAY),
+            ("arrival_target", self.arrival_target, 1, DAY),
+            (
+                "volunteer_location_max_age",
+                self.volunteer_location_max_age,
+                1,
+                7 * DAY,
+            ),
+            (
+                "device_offline_after",
+                self.device_offline_after,
+                1,
+                30 * DAY,
+            ),
+            ("shutdown_grace", self.shutdown_grace, 0, HOUR),
+        ];
+        for (key, value, min, max) in bounds {
+            if value < Duration::from_secs(min) || value > Duration::from_secs(max) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    why: format!(
+                        "must be between {} and {} (got {})",
+                        humantime::format_duration(Duration::from_secs(min)),
+                        humantime::format_duration(Duration::from_secs(max)),
+                        humantime::format_duration(value)
+                    ),
+                });
+            }
+        }
+        if self.volunteer_speed > 100.0 {
+            return invalid("volunteer_speed", "must be at most 100 (metres per second)");
+        }
+        if self.max_offer_distance > 1_000_000.0 {
+            return invalid("max_offer_distance", "must be at most 1000000 (metres)");
         }
         if self.low_battery > 100 {
             return invalid("low_battery", "must be a percentage (0-100)");
@@ -355,6 +393,27 @@ mod tests {
         assert!(with(&[("broker_hook_token", "\"short\"")]).is_err());
         assert!(with(&[("mosquitto_password_file", "\"/tmp/p\"")]).is_err());
         assert!(with(&[("mosquitto_pid_file", "\"/tmp/pid\"")]).is_err());
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        for (key, value) in [
+            ("volunteer_location_max_age", "\"1000000y\""),
+            ("offer_timeout", "\"2days\""),
+            ("offer_timeout", "\"500ms\""),
+            ("response_target", "\"0s\""),
+            ("arrival_target", "\"25h\""),
+            ("device_offline_after", "\"31days\""),
+            ("shutdown_grace", "\"2h\""),
+        ] {
+            let e = with(&[(key, value)]).expect_err(key);
+            assert!(e.to_string().contains(key), "{e}");
+            assert!(e.to_string().contains("must be between"), "{e}");
+        }
+        assert!(with(&[("volunteer_speed", "1000.0")]).is_err());
+        assert!(with(&[("max_offer_distance", "1e9")]).is_err());
+        let s = with(&[("volunteer_location_max_age", "\"7days\"")]).unwrap();
+        assert_eq!(s.volunteer_location_max_age, Duration::from_secs(7 * 86400));
     }
 
     #[test]

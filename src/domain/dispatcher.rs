@@ -57,6 +57,19 @@ fn delta(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// `t + d`, or the last representable instant when that is past it (a
+/// setting of a thousand years must not panic the engine).
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add_signed(delta(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// `t - d`, or the first representable instant.
+fn before(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_sub_signed(delta(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
 /// What a band event asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PressKind {
@@ -591,9 +604,7 @@ impl Dispatcher {
 
     fn open(&mut self, now: Timestamp, p: Press, kind: PressKind, fx: &mut Effects) -> AlertId {
         let pressed_at = match p.device_ts {
-            Some(ts)
-                if ts >= now - delta(DEVICE_TS_PAST) && ts <= now + delta(DEVICE_TS_FUTURE) =>
-            {
+            Some(ts) if ts >= before(now, DEVICE_TS_PAST) && ts <= after(now, DEVICE_TS_FUTURE) => {
                 ts
             }
             _ => now,
@@ -619,8 +630,8 @@ impl Dispatcher {
             on_scene_at: None,
             resolved_at: None,
             cancelled_at: None,
-            response_deadline: pressed_at + delta(self.rules.response_target),
-            arrival_deadline: pressed_at + delta(self.rules.arrival_target),
+            response_deadline: after(pressed_at, self.rules.response_target),
+            arrival_deadline: after(pressed_at, self.rules.arrival_target),
             response_breached: false,
             arrival_breached: false,
             escalated: false,
@@ -1101,7 +1112,7 @@ impl Dispatcher {
 
     fn is_fresh(&self, vol: &Volunteer, now: Timestamp) -> bool {
         vol.location_at
-            .is_some_and(|at| at + delta(self.rules.volunteer_location_max_age) >= now)
+            .is_some_and(|at| after(at, self.rules.volunteer_location_max_age) >= now)
     }
 
     fn distance_eta(&self, a: Position, b: Position) -> (u32, u32) {
@@ -1186,7 +1197,7 @@ impl Dispatcher {
             return;
         };
         let (distance_m, eta_s) = self.distance_eta(a_pos, v_pos);
-        let expires_at = now + delta(self.rules.offer_timeout);
+        let expires_at = after(now, self.rules.offer_timeout);
         let offer = Offer {
             volunteer_id: v.clone(),
             offered_at: now,

@@ -921,6 +921,27 @@ fn location_max_age_is_a_rule() {
 }
 
 #[test]
+fn durations_past_the_calendar_saturate_instead_of_panicking() {
+    let forever = Duration::from_secs(u64::MAX);
+    let mut w = World::with(Rules {
+        volunteer_location_max_age: forever,
+        offer_timeout: forever,
+        response_target: forever,
+        arrival_target: forever,
+        ..Rules::default()
+    });
+    w.volunteer_at("a", 100.0);
+    w.advance(3600);
+    let a = w.press("band-1");
+    assert_eq!(w.holders(&a), ["a"], "a location is fresh for ever");
+    let row = w.row(&a);
+    assert!(row.response_deadline > t0() + secs(3600 * 24 * 365 * 1000));
+    assert!(row.arrival_deadline >= row.response_deadline);
+    w.advance(3600);
+    assert_eq!(w.holders(&a), ["a"], "the offer never expires");
+}
+
+#[test]
 fn a_stale_volunteer_who_sends_a_location_is_offered_the_waiting_alert() {
     let mut w = World::new();
     w.volunteer_at("a", 100.0);

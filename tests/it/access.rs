@@ -541,7 +541,9 @@ async fn a_late_band_gets_the_latest_notice_retained(backend: Backend) {
     presser.subscribe(&topic).await;
     presser.press(&device, "e-1", "sos", None).await;
     // Once the notice went out live, the broker holds it.
-    presser.expect(&topic, 10, |m| m["state"] == "received").await;
+    presser
+        .expect(&topic, 10, |m| m["state"] == "received")
+        .await;
     let mut band = app.band_client(&device).await;
     band.subscribe(&format!("wristbands/{device}/notify")).await;
     let m = band

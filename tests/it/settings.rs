@@ -50,3 +50,29 @@ async fn generated_operator_token_is_kept_across_restarts(backend: Backend) {
     stop.cancel();
     run.await.unwrap().unwrap();
 }
+
+/// A setting out of its bounds stops the binary at once, naming the key,
+/// instead of starting a service that fails at the first press.
+#[test]
+fn an_unbounded_duration_stops_the_binary_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_onepress"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("ONEPRESS_CONFIG")
+        .env("ONEPRESS_VOLUNTEER_LOCATION_MAX_AGE", "1000000y")
+        .env("ONEPRESS_HTTP_ADDR", "127.0.0.1:0")
+        .env("ONEPRESS_EMBEDDED_MQTT_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("volunteer_location_max_age") && stderr.contains("must be between"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("onepress.db").exists(),
+        "nothing was created"
+    );
+}
