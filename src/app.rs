@@ -77,6 +77,42 @@ pub struct Application {
     store: Arc<dyn Store>,
     /// The embedded broker, when the service runs one.
     embedded: Option<mqtt::embedded::Embedded>,
+    /// Why the service stopped on its own, if a task died.
+    died: Died,
+}
+
+/// The first task that ended before it was asked to, and how.
+type Died = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Watches a task that must run until shutdown. Crash-only: if it ends
+/// before (returning, or panicking), the whole service stops, and
+/// [`Application::run_until_stopped`] returns the error, so that the process
+/// exits non-zero and its supervisor restarts it from the store. A dead
+/// engine behind a green `/readyz` is never an option.
+fn supervise(
+    name: &'static str,
+    task: JoinHandle<()>,
+    shutdown: CancellationToken,
+    died: Died,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let outcome = task.await;
+        if shutdown.is_cancelled() {
+            if let Err(e) = outcome {
+                error!(task = name, error = %e, "task failed while stopping");
+            }
+            return;
+        }
+        let why = match outcome {
+            Ok(()) => format!("the {name} task ended on its own"),
+            Err(e) => format!("the {name} task died: {e}"),
+        };
+        error!(task = name, %why, "stopping the service");
+        died.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
+        shutdown.cancel();
+    })
 }
 
 impl Application {
@@ -207,6 +243,7 @@ impl Application {
         };
 
         let mqtt_shutdown = CancellationToken::new();
+        let died = Died::default();
         let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
         let (alerts_tx, _) = broadcast::channel(4096);
         let live_alerts = alerts_tx.clone();
@@ -254,6 +291,19 @@ impl Application {
             access,
         });
         info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");
+        let workers = [
+            ("engine", engine_task),
+            ("ingest", ingest_task),
+            ("heartbeats", heartbeat_task),
+            ("metrics upkeep", upkeep_task),
+        ]
+        .into_iter()
+        .chain(side_tasks)
+        .map(|(name, task)| {
+            let watched = supervise(name, task, shutdown.clone(), died.clone());
+            (name, watched)
+        })
+        .collect();
         Ok(Self {
             http_addr,
             mqtt_addr: (target.host, target.port),
@@ -262,15 +312,8 @@ impl Application {
             shutdown,
             mqtt_shutdown,
             grace,
-            workers: [
-                ("engine", engine_task),
-                ("ingest", ingest_task),
-                ("heartbeats", heartbeat_task),
-                ("metrics upkeep", upkeep_task),
-            ]
-            .into_iter()
-            .chain(side_tasks)
-            .collect(),
+            workers,
+            died,
             embedded,
             publisher,
             connection: conn.task,
@@ -337,6 +380,9 @@ impl Application {
             broker.stop().await;
         }
         info!("onepress stopped");
+        if let Some(why) = self.died.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            anyhow::bail!(why);
+        }
         served.map_err(Into::into)
     }
 }
@@ -369,6 +415,60 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_dies_stops_the_service_and_says_why() {
+        let shutdown = CancellationToken::new();
+        let died = Died::default();
+        let watched = supervise(
+            "engine",
+            tokio::spawn(async { panic!("boom") }),
+            shutdown.clone(),
+            died.clone(),
+        );
+        watched.await.unwrap();
+        assert!(shutdown.is_cancelled());
+        let why = died.lock().unwrap().clone().unwrap();
+        assert!(why.contains("engine") && why.contains("died"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_at_shutdown_is_no_failure() {
+        let shutdown = CancellationToken::new();
+        let died = Died::default();
+        let s = shutdown.clone();
+        let watched = supervise(
+            "heartbeats",
+            tokio::spawn(async move { s.cancelled().await }),
+            shutdown.clone(),
+            died.clone(),
+        );
+        shutdown.cancel();
+        watched.await.unwrap();
+        assert!(died.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_task_that_returns_early_is_a_failure_too() {
+        let shutdown = CancellationToken::new();
+        let died = Died::default();
+        supervise(
+            "ingest",
+            tokio::spawn(async {}),
+            shutdown.clone(),
+            died.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(shutdown.is_cancelled());
+        assert!(
+            died.lock()
+                .unwrap()
+                .as_deref()
+                .unwrap()
+                .contains("ended on its own")
+        );
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -1,4 +1,5 @@
-//! The SQLite store: one file, opened in WAL mode with foreign keys on, and
+//! The SQLite store: one file, opened in WAL mode with `synchronous=FULL`
+//! (a commit is on disk before anyone is told) and foreign keys on, and
 //! migrated from `migrations/sqlite` at start.
 //!
 //! Owns only the connection (pool options, pragmas, migrations); the
@@ -33,7 +34,10 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: in WAL mode, NORMAL can lose the last commits on a power
+            // loss or an OS crash, after a band was told `received` and
+            // stopped resending.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         // Each connection to `:memory:` would be a database of its own: keep
@@ -107,5 +111,34 @@ impl SqliteStore {
                 DeviceId::parse(id).map_err(|e| StoreError::Corrupt(format!("device id: {e}")))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_connection_commits_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        // Each pooled connection gets the pragmas: ask several at once.
+        let mut held = Vec::new();
+        for _ in 0..POOL_SIZE {
+            held.push(store.pool.acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, 2, "synchronous=FULL");
+            let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
     }
 }
