@@ -77,6 +77,8 @@ pub struct Settings {
     pub mosquitto_acl_file: Option<PathBuf>,
     /// Mosquitto's `pid_file`: the process sent SIGHUP after each rewrite.
     pub mosquitto_pid_file: Option<PathBuf>,
+    /// `text` (plain when not a terminal) or `json` (one object a line).
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 impl Default for Settings {
@@ -103,6 +105,7 @@ impl Default for Settings {
             mosquitto_password_file: None,
             mosquitto_acl_file: None,
             mosquitto_pid_file: None,
+            log_format: crate::telemetry::LogFormat::Text,
         }
     }
 }
@@ -393,6 +396,11 @@ mod tests {
         assert!(with(&[("broker_hook_token", "\"short\"")]).is_err());
         assert!(with(&[("mosquitto_password_file", "\"/tmp/p\"")]).is_err());
         assert!(with(&[("mosquitto_pid_file", "\"/tmp/pid\"")]).is_err());
+        assert!(with(&[("log_format", "\"xml\"")]).is_err());
+        assert_eq!(
+            with(&[("log_format", "\"json\"")]).unwrap().log_format,
+            crate::telemetry::LogFormat::Json
+        );
     }
 
     #[test]

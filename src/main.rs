@@ -1,5 +1,7 @@
 //! The `onepress` binary: parses the command line and runs the library.
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 use onepress::app::Application;
 use onepress::config::Settings;
@@ -24,7 +26,6 @@ enum Cmd {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_subscriber(get_subscriber("info,rmqtt=warn", std::io::stderr));
     match cli.command {
         Cmd::Serve => serve().await,
     }
@@ -32,6 +33,13 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::load()?;
+    let ansi = std::io::stderr().is_terminal();
+    init_subscriber(get_subscriber(
+        "info,rmqtt=warn",
+        settings.log_format,
+        ansi,
+        std::io::stderr,
+    ));
     let app = Application::build(settings).await?;
     if let Some(token) = app.generated_operator_token() {
         println!("No ONEPRESS_OPERATOR_TOKEN was set; the operator token is: {token}");

@@ -7,22 +7,57 @@ use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
 
-/// A subscriber writing human-readable lines to `sink`.
-pub fn get_subscriber<Sink>(default_filter: &str, sink: Sink) -> impl Subscriber + Send + Sync
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people; coloured only when `ansi` is true (a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
+}
+
+/// A subscriber writing to `sink` in `format`; colour codes only with
+/// `ansi` (pass whether the sink is a terminal: a file or a pipe gets plain
+/// text).
+pub fn get_subscriber<Sink>(
+    default_filter: &str,
+    format: LogFormat,
+    ansi: bool,
+    sink: Sink,
+) -> Box<dyn Subscriber + Send + Sync>
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::registry().with(filter).with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(sink)
-            .with_target(true),
-    )
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(sink)
+                    .with_ansi(ansi)
+                    .with_target(true),
+            ),
+        ),
+        LogFormat::Json => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(sink)
+                    .with_ansi(false)
+                    .with_target(true),
+            ),
+        ),
+    }
 }
 
 /// Installs the subscriber for the whole process (once).
-pub fn init_subscriber(subscriber: impl Subscriber + Send + Sync) {
+pub fn init_subscriber(subscriber: Box<dyn Subscriber + Send + Sync>) {
     // A second install (tests) is harmless: the first one stays.
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
@@ -99,4 +134,56 @@ pub fn describe_metrics() {
         "onepress_store_up",
         "1 if the store answered a ping at the last scrape"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A sink that keeps what is written.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(format: LogFormat, ansi: bool) -> String {
+        let sink = Capture::default();
+        let out = sink.clone();
+        let subscriber = get_subscriber("info", format, ansi, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("press", alert_id = "a-1");
+            let _e = span.enter();
+            tracing::warn!(device = "band-1", "message rejected");
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn plain_text_has_no_colour_codes() {
+        let text = capture(LogFormat::Text, false);
+        assert!(text.contains("message rejected"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(capture(LogFormat::Text, true).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn json_is_one_object_a_line() {
+        let text = capture(LogFormat::Json, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["fields"]["message"], "message rejected");
+        assert_eq!(v["fields"]["device"], "band-1");
+        assert_eq!(v["span"]["alert_id"], "a-1");
+    }
 }

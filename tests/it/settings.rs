@@ -76,3 +76,56 @@ fn an_unbounded_duration_stops_the_binary_at_start() {
         "nothing was created"
     );
 }
+
+/// Runs the binary until it is built, then stops it (SIGTERM) and returns
+/// what it wrote to stderr.
+fn logs_of_a_run(extra: &[(&str, &str)]) -> String {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onepress"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("ONEPRESS_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("ONEPRESS_HTTP_ADDR", "127.0.0.1:0")
+        .env("ONEPRESS_EMBEDDED_MQTT_ADDR", "127.0.0.1:0")
+        .env("ONEPRESS_OPERATOR_TOKEN", "a-test-operator-token-0123")
+        .envs(extra.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    // Long enough to be built and connected to its own broker.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM stops it cleanly: {status}");
+    reader.join().unwrap()
+}
+
+#[test]
+fn logs_to_a_file_are_plain_text() {
+    let text = logs_of_a_run(&[]);
+    assert!(text.contains("onepress built"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
+}
+
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let text = logs_of_a_run(&[("ONEPRESS_LOG_FORMAT", "json")]);
+    let mut built = false;
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string(), "{line}");
+        built |= v["fields"]["message"] == "onepress built";
+    }
+    assert!(built, "{text}");
+}
