@@ -13,12 +13,22 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::payload::Reject;
 use super::{ALERT_FILTER, STATUS_FILTER};
 
 /// The largest packet the service takes from a broker. Anything between the
 /// contract's 4 KiB and this is counted as `too_large`; a broker should
 /// refuse anything larger (the shipped mosquitto.conf does).
 pub const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+
+/// QoS 1 messages waiting for the ingest are bounded by the protocol: a
+/// broker has at most 65,535 unacknowledged ones out to a client, and the
+/// ingest acknowledges only once a message is dealt with.
+const QOS1_BOUND: usize = 65_535;
+/// QoS 0 messages (heartbeats) have no such bound: past this many messages
+/// waiting, a new QoS 0 one is dropped and counted (`overloaded`), so that a
+/// flood never grows memory without limit. A band's next heartbeat will do.
+pub const QOS0_ROOM: usize = 10_000;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -35,7 +45,7 @@ pub struct Target {
 /// subscriptions are in place right now.
 pub struct Connection {
     pub client: AsyncClient,
-    pub inbound: mpsc::UnboundedReceiver<Publish>,
+    pub inbound: mpsc::Receiver<Publish>,
     pub connected: watch::Receiver<bool>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -53,7 +63,7 @@ pub fn connect(target: &Target, shutdown: CancellationToken) -> Connection {
         options.set_credentials(user, target.password.clone().unwrap_or_default());
     }
     let (client, eventloop) = AsyncClient::new(options, 4096);
-    let (tx, inbound) = mpsc::unbounded_channel();
+    let (tx, inbound) = mpsc::channel(QOS1_BOUND + QOS0_ROOM);
     let (connected_tx, connected) = watch::channel(false);
     let task = tokio::spawn(poll(eventloop, client.clone(), tx, connected_tx, shutdown));
     Connection {
@@ -67,7 +77,7 @@ pub fn connect(target: &Target, shutdown: CancellationToken) -> Connection {
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    tx: mpsc::UnboundedSender<Publish>,
+    tx: mpsc::Sender<Publish>,
     connected: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
@@ -102,8 +112,23 @@ async fn poll(
                 connected.send_replace(true);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(p).is_err() {
-                    break;
+                if p.qos == QoS::AtMostOnce && tx.capacity() <= QOS1_BOUND {
+                    let waiting = tx.max_capacity() - tx.capacity();
+                    super::ingest::reject(&p.topic, &Reject::Overloaded(waiting));
+                    super::ingest::count_message(&p.topic, super::ingest::REJECTED);
+                    continue;
+                }
+                match tx.try_send(p) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    Err(mpsc::error::TrySendError::Full(p)) => {
+                        // Past the protocol's bound: a broker out of spec.
+                        // Wait rather than lose a QoS 1 message.
+                        warn!("more unacknowledged messages than MQTT allows; waiting");
+                        if tx.send(p).await.is_err() {
+                            break;
+                        }
+                    }
                 }
             }
             Ok(_) => {}

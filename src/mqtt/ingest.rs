@@ -34,7 +34,7 @@ use crate::store::Store;
 /// The outcomes of `onepress_ingest_messages_total`.
 const ACCEPTED: &str = "accepted";
 const DUPLICATE: &str = "duplicate";
-const REJECTED: &str = "rejected";
+pub const REJECTED: &str = "rejected";
 
 /// Messages worked on at once.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -71,16 +71,73 @@ pub fn count_message(topic: &str, outcome: &'static str) {
         .increment(1);
 }
 
-/// Counts and logs a rejected message.
+/// Rejections logged one by one per second; past that they are only
+/// counted, and the next line says how many were not logged.
+const REJECT_LOG_PER_SECOND: u64 = 20;
+
+/// Counts and logs a rejected message. Logging is rate-limited (a flood of
+/// bad messages must not become a flood of log lines); counting is not.
 pub fn reject(topic: &str, r: &Reject) {
     metrics::counter!("onepress_ingest_rejected_total", "reason" => r.reason()).increment(1);
-    warn!(%topic, reason = r.reason(), detail = %r, "message rejected");
+    if let Some(suppressed) = REJECT_LOG.admit(std::time::Instant::now()) {
+        warn!(%topic, reason = r.reason(), detail = %r, suppressed, "message rejected");
+    }
+}
+
+static REJECT_LOG: LogLimiter = LogLimiter::new(REJECT_LOG_PER_SECOND);
+
+/// At most `per_second` admitted a second; says how many were turned away
+/// since the last one admitted. Lock-free: two atomics.
+pub struct LogLimiter {
+    per_second: u64,
+    /// The second (since the first call) and how many were seen in it,
+    /// packed: second << 32 | count.
+    window: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+    start: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl LogLimiter {
+    pub const fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            window: std::sync::atomic::AtomicU64::new(0),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+            start: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `Some(lines not logged before this one)` if this one may be logged.
+    pub fn admit(&self, now: std::time::Instant) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = *self.start.get_or_init(|| now);
+        let second = now.saturating_duration_since(start).as_secs() & 0xffff_ffff;
+        let admitted = self
+            .window
+            .fetch_update(Relaxed, Relaxed, |w| {
+                let (s, n) = (w >> 32, w & 0xffff_ffff);
+                if s != second {
+                    Some(second << 32 | 1)
+                } else if n < self.per_second {
+                    Some(w + 1)
+                } else {
+                    None
+                }
+            })
+            .is_ok();
+        if admitted {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
 }
 
 impl Ingest {
     /// Runs until the inbound stream ends or shutdown; then finishes what
     /// is in flight (unacknowledged messages are redelivered by the broker).
-    pub async fn run(self, client: AsyncClient, mut inbound: mpsc::UnboundedReceiver<Publish>) {
+    pub async fn run(self, client: AsyncClient, mut inbound: mpsc::Receiver<Publish>) {
         let mut in_flight = FuturesOrdered::new();
         // Per band, the completion of its latest alert message: the next one
         // waits for it, so one band's events reach the engine in order (a
@@ -154,10 +211,7 @@ impl Ingest {
                 if self.heartbeats.try_send(hb).is_err() {
                     reject(
                         &p.topic,
-                        &Reject::Invalid {
-                            field: "heartbeat",
-                            why: "heartbeat queue full".into(),
-                        },
+                        &Reject::Overloaded(self.heartbeats.max_capacity()),
                     );
                     count_message(&p.topic, REJECTED);
                 } else {
@@ -356,5 +410,24 @@ fn merge(pending: &mut HashMap<DeviceId, Heartbeat>, hb: Heartbeat) {
         None => {
             pending.insert(hb.device_id.clone(), hb);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn the_log_limiter_admits_a_few_a_second_and_counts_the_rest() {
+        let limiter = LogLimiter::new(3);
+        let t = Instant::now();
+        let admitted: Vec<_> = (0..10).map(|_| limiter.admit(t)).collect();
+        assert_eq!(admitted.iter().filter(|a| a.is_some()).count(), 3);
+        assert_eq!(admitted[0], Some(0));
+        // The next second: admitted again, saying how many were not logged.
+        let later = t + Duration::from_millis(1001);
+        assert_eq!(limiter.admit(later), Some(7));
+        assert_eq!(limiter.admit(later), Some(0));
     }
 }

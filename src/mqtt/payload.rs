@@ -52,6 +52,10 @@ pub enum Reject {
     UnknownDevice(DeviceId),
     #[error("cancel with no active alert")]
     NothingToCancel,
+    /// A heartbeat (QoS 0) that arrived while too many messages waited:
+    /// dropped so that memory stays bounded (the band's next one will do).
+    #[error("dropped: {0} messages are waiting to be taken in")]
+    Overloaded(usize),
 }
 
 impl Reject {
@@ -64,6 +68,7 @@ impl Reject {
             Reject::BadDevice(_) => "invalid_device_id",
             Reject::UnknownDevice(_) => "unknown_device",
             Reject::NothingToCancel => "nothing_to_cancel",
+            Reject::Overloaded(_) => "overloaded",
         }
     }
 }
