@@ -222,26 +222,6 @@ impl Application {
             },
         };
 
-        let (operator_token_hash, generated_token) = match &settings.operator_token {
-            Some(t) => (http::hash_token(t.expose()), None),
-            None => {
-                // Generated on first start, printed once; its hash is kept.
-                let token = http::new_token();
-                let hash = http::hash_token(&token);
-                let stored = store
-                    .init_meta(OPERATOR_TOKEN_KEY, &hash)
-                    .await
-                    .context("keeping the generated operator token")?;
-                let fresh = stored == hash;
-                if !fresh {
-                    info!(
-                        "using the operator token generated on first start (set ONEPRESS_OPERATOR_TOKEN to replace it)"
-                    );
-                }
-                (stored, fresh.then_some(token))
-            }
-        };
-
         let mqtt_shutdown = CancellationToken::new();
         let died = Died::default();
         let (outgoing_tx, outgoing_rx) = mpsc::unbounded_channel();
@@ -276,6 +256,27 @@ impl Application {
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
         let http_addr = listener.local_addr()?;
+        // Last, once nothing else can fail: a generated token is kept only
+        // if this start goes on to print it.
+        let (operator_token_hash, generated_token) = match &settings.operator_token {
+            Some(t) => (http::hash_token(t.expose()), None),
+            None => {
+                // Generated on first start, printed once; its hash is kept.
+                let token = http::new_token();
+                let hash = http::hash_token(&token);
+                let stored = store
+                    .init_meta(OPERATOR_TOKEN_KEY, &hash)
+                    .await
+                    .context("keeping the generated operator token")?;
+                let fresh = stored == hash;
+                if !fresh {
+                    info!(
+                        "using the operator token generated on first start (set ONEPRESS_OPERATOR_TOKEN to replace it)"
+                    );
+                }
+                (stored, fresh.then_some(token))
+            }
+        };
         let grace = settings.shutdown_grace;
         let metrics = metrics_handle();
         let upkeep_task = tokio::spawn(metrics_upkeep(metrics.clone(), shutdown.clone()));

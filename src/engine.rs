@@ -36,6 +36,11 @@ use crate::store::{Store, StoreError};
 const MAX_BATCH: usize = 512;
 /// Queue length before callers wait.
 const QUEUE: usize = 8192;
+/// How long a caller waits for its command to be committed before it is
+/// told `Unavailable` (the store is down or slow): an HTTP write answers
+/// 503 instead of hanging. The command may still be committed later; a
+/// retry finds it done (presses are deduplicated by their event id).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a call to the engine did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +68,24 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Sends a command and waits until its effects are committed.
+    /// Sends a command and waits until its effects are committed, at most
+    /// [`CALL_TIMEOUT`].
     pub async fn call(&self, command: Command) -> Result<Reply, CallError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request { command, reply })
+        let exchange = async {
+            self.tx
+                .send(Request { command, reply })
+                .await
+                .map_err(|_| CallError::Stopped)?;
+            rx.await.map_err(|_| CallError::Stopped)?
+        };
+        tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
-            .map_err(|_| CallError::Stopped)?;
-        rx.await.map_err(|_| CallError::Stopped)?
+            .unwrap_or_else(|_| {
+                Err(CallError::Unavailable(format!(
+                    "not committed within {CALL_TIMEOUT:?}"
+                )))
+            })
     }
 }
 

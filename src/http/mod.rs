@@ -44,6 +44,10 @@ pub use error::ApiError;
 /// biggest legitimate body (a senior with notes and contacts) is a few KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long a client may take to send a request's body: a slow or stalled
+/// client does not hold a connection and a handler for ever.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -70,6 +74,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_TIMEOUT,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(live::request_span))
         .with_state(state)
 }

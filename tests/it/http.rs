@@ -694,3 +694,33 @@ async fn health_and_readiness(backend: Backend) {
     assert_eq!(s(&r.body, "store"), "up");
     assert_eq!(s(&r.body, "mqtt"), "up");
 }
+
+/// A client that announces a body and never sends it is answered (400)
+/// once the body timeout passes, instead of holding the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(Backend::SqliteEmbedded).await.unwrap();
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "PUT /v1/seniors/s-slow HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":",
+        app.token
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), sock.read(&mut answer))
+        .await
+        .expect("answered before the test's own limit")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "not before the timeout"
+    );
+    let r = app.op("GET", "/v1/seniors/s-slow", None).await;
+    assert_eq!(r.status, 404, "nothing half written");
+}

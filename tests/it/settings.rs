@@ -129,3 +129,48 @@ fn json_logs_are_one_object_a_line() {
     }
     assert!(built, "{text}");
 }
+
+/// A first start that fails (the HTTP port is taken) keeps no operator
+/// token: the next start generates one and prints it.
+#[test]
+fn a_failed_first_start_keeps_no_token_nobody_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let run = |http: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_onepress"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env_remove("ONEPRESS_CONFIG")
+            .env_remove("ONEPRESS_OPERATOR_TOKEN")
+            .env("ONEPRESS_HTTP_ADDR", http)
+            .env("ONEPRESS_EMBEDDED_MQTT_ADDR", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs")
+    };
+    let failed = run(taken.local_addr().unwrap().to_string())
+        .wait_with_output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("binding HTTP"));
+    assert!(!String::from_utf8_lossy(&failed.stdout).contains("operator token is"));
+
+    let mut child = run("127.0.0.1:0".into());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+    let mut stdout = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(
+        stdout.contains("the operator token is: "),
+        "the second start prints a fresh token: {stdout}"
+    );
+}
