@@ -794,6 +794,14 @@ const NOT_AGAIN = 'It is shown only now: it cannot be shown again, only replaced
  * that makes one and `secret` the field of the answer that holds it; `show`
  * puts the answer in `fields` and says what the QR code holds (null: none).
  */
+/** The copy button of a band's or gateway's login. */
+const COPY_PASSWORD = {
+  field: 'login-password',
+  label: 'Copy password',
+  done: 'Password copied.',
+  failed: 'Could not copy: select the password and copy it by hand.',
+};
+
 const ISSUERS = {
   volunteer: {
     what: 'Sign-in for',
@@ -836,12 +844,7 @@ const ISSUERS = {
     fields: 'token-login',
     qr: "QR code of the band's MQTT login",
     noQr: 'The settings below work all the same.',
-    copy: {
-      field: 'login-password',
-      label: 'Copy password',
-      done: 'Password copied.',
-      failed: 'Could not copy: select the password and copy it by hand.',
-    },
+    copy: COPY_PASSWORD,
     show(login) {
       showLogin(login, login.username);
       return JSON.stringify({ mqtt_username: login.username, mqtt_password: login.password, client_id: login.username });
@@ -861,12 +864,7 @@ const ISSUERS = {
     fields: 'token-login',
     qr: null,
     noQr: '',
-    copy: {
-      field: 'login-password',
-      label: 'Copy password',
-      done: 'Password copied.',
-      failed: 'Could not copy: select the password and copy it by hand.',
-    },
+    copy: COPY_PASSWORD,
     show(login) {
       showLogin(login, '+');
       return null;
