@@ -290,7 +290,11 @@ test('without the stream the dashboard polls and still follows', async () => {
   await dash.context.close();
 });
 
-test('an operator registers a volunteer and signs their phone in with a QR code', async () => {
+/**
+ * The dashboard signed in as the operator, allowed the clipboard, with
+ * every request it makes recorded in `urls` (to check no secret is in one).
+ */
+async function operatorDashboard() {
   const dash = await openPage({ viewport: { width: 1280, height: 900 } });
   await dash.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
   const urls = [];
@@ -298,6 +302,11 @@ test('an operator registers a volunteer and signs their phone in with a QR code'
   await dash.page.goto(`${BASE}/`);
   await dash.page.fill('#token-input', OPERATOR);
   await dash.page.click('#token-form button[type=submit]');
+  return { dash, urls };
+}
+
+test('an operator registers a volunteer and signs their phone in with a QR code', async () => {
+  const { dash, urls } = await operatorDashboard();
   await dash.page.locator('#volunteers li[data-volunteer-id="v-wang"]').waitFor({ timeout: WAIT });
 
   // ---- register Zhou Jie through the panel --------------------------------------------------------
@@ -383,13 +392,7 @@ function connectAs(clientId, username, password) {
 test("an operator issues MQTT logins: a band's secret with a QR code, a gateway's", async () => {
   await op('PUT', '/v1/seniors/s-31', { name: 'Sun Li', address: '2 Plum Alley', home: { lat: 30.5088, lon: 120.6822 } });
   await op('PUT', '/v1/devices/band-31', { senior_id: 's-31' });
-  const dash = await openPage({ viewport: { width: 1280, height: 900 } });
-  await dash.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
-  const urls = [];
-  dash.page.on('request', (r) => urls.push(`${r.method()} ${r.url()}`));
-  await dash.page.goto(`${BASE}/`);
-  await dash.page.fill('#token-input', OPERATOR);
-  await dash.page.click('#token-form button[type=submit]');
+  const { dash, urls } = await operatorDashboard();
   // a band never heard from is offline
   const row = dash.page.locator('#offline li[data-device-id="band-31"]');
   await row.waitFor({ timeout: WAIT });
