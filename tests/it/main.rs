@@ -5,6 +5,7 @@
 mod access;
 mod burst;
 mod common;
+mod flood;
 mod http;
 mod ingest;
 mod lifecycle;
