@@ -21,6 +21,7 @@ use crate::config::{MqttTarget, Secret, Settings};
 use crate::engine::{self, Sinks};
 use crate::http::{self, AppState};
 use crate::mqtt::{self, client::Target, ingest::Ingest};
+use crate::notify;
 use crate::store::{self, Store};
 
 /// Where the hash of a generated operator token is kept.
@@ -229,9 +230,24 @@ impl Application {
         let live_alerts = alerts_tx.clone();
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(100_000);
 
+        let channels = notify::Channels {
+            webhook: match (
+                &settings.notify_webhook_url,
+                &settings.notify_webhook_secret,
+            ) {
+                (Some(url), Some(secret)) => Some(notify::webhook::Webhook {
+                    url: url.clone(),
+                    secret: secret.clone(),
+                }),
+                _ => None,
+            },
+        };
+        let wake_notifier = Arc::new(tokio::sync::Notify::new());
         let sinks = Sinks {
             outgoing: outgoing_tx.clone(),
             alerts: alerts_tx,
+            reach: channels.reach(),
+            notifier: wake_notifier.clone(),
         };
         let (engine, engine_task) =
             engine::start(settings.rules(), store.clone(), sinks, shutdown.clone()).await?;
@@ -251,6 +267,9 @@ impl Application {
             heartbeat_rx,
             shutdown.clone(),
         ));
+        let notifier_task = tokio::spawn(
+            notify::Notifier::new(store.clone(), channels, wake_notifier).run(shutdown.clone()),
+        );
 
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
@@ -296,6 +315,7 @@ impl Application {
             ("engine", engine_task),
             ("ingest", ingest_task),
             ("heartbeats", heartbeat_task),
+            ("notifier", notifier_task),
             ("metrics upkeep", upkeep_task),
         ]
         .into_iter()

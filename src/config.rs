@@ -79,6 +79,14 @@ pub struct Settings {
     pub mosquitto_pid_file: Option<PathBuf>,
     /// `text` (plain when not a terminal) or `json` (one object a line).
     pub log_format: crate::telemetry::LogFormat,
+    /// Where notifications are POSTed (an SMS or voice gateway, a chat
+    /// bridge): offers to volunteers without another channel, escalations
+    /// and breaches to the operators, progress to a senior's contacts.
+    /// None: no webhook.
+    pub notify_webhook_url: Option<String>,
+    /// The key of the webhook's HMAC-SHA256 signature (at least 16
+    /// characters); required with `notify_webhook_url`.
+    pub notify_webhook_secret: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -106,6 +114,8 @@ impl Default for Settings {
             mosquitto_acl_file: None,
             mosquitto_pid_file: None,
             log_format: crate::telemetry::LogFormat::Text,
+            notify_webhook_url: None,
+            notify_webhook_secret: None,
         }
     }
 }
@@ -249,6 +259,32 @@ impl Settings {
                 return invalid(
                     "mosquitto_password_file",
                     "set both mosquitto_password_file and mosquitto_acl_file, or neither",
+                );
+            }
+        }
+        match (&self.notify_webhook_url, &self.notify_webhook_secret) {
+            (None, None) => {}
+            (Some(url), Some(secret)) => {
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && url.len() <= 2048
+                    && reqwest::Url::parse(url).is_ok();
+                if !ok {
+                    return invalid("notify_webhook_url", "must be an http:// or https:// URL");
+                }
+                if secret.expose().len() < 16 {
+                    return invalid("notify_webhook_secret", "must be at least 16 characters");
+                }
+            }
+            (Some(_), None) => {
+                return invalid(
+                    "notify_webhook_secret",
+                    "is required with notify_webhook_url (the signature's key)",
+                );
+            }
+            (None, Some(_)) => {
+                return invalid(
+                    "notify_webhook_url",
+                    "is required with notify_webhook_secret",
                 );
             }
         }
@@ -454,7 +490,30 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = with(&[("operator_token", "\"0123456789abcdef-secret\"")]).unwrap();
-        assert!(!format!("{s:?}").contains("secret"));
+        let s = with(&[
+            ("operator_token", "\"0123456789abcdef-hush\""),
+            ("notify_webhook_url", "\"https://sms.example/hook\""),
+            ("notify_webhook_secret", "\"0123456789abcdef-quiet\""),
+        ])
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hush"), "{printed}");
+        assert!(!printed.contains("quiet"), "{printed}");
+    }
+
+    #[test]
+    fn the_webhook_needs_a_url_and_a_key_of_16_characters() {
+        let url = ("notify_webhook_url", "\"https://sms.example/hook\"");
+        let key = ("notify_webhook_secret", "\"0123456789abcdef\"");
+        assert!(with(&[url, key]).unwrap().validate().is_ok());
+        for bad in [
+            vec![url],
+            vec![key],
+            vec![("notify_webhook_url", "\"ftp://sms.example/hook\""), key],
+            vec![("notify_webhook_url", "\"not a url\""), key],
+            vec![url, ("notify_webhook_secret", "\"short\"")],
+        ] {
+            assert!(with(&bad).and_then(|s| s.validate()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -108,6 +108,10 @@ pub struct Sinks {
     pub outgoing: mpsc::UnboundedSender<Outgoing>,
     /// Every changed alert, for live views.
     pub alerts: broadcast::Sender<Alert>,
+    /// Whom notifications can reach (nothing is planned for the rest).
+    pub reach: crate::notify::Reach,
+    /// Woken after a commit that wrote notifications.
+    pub notifier: Arc<tokio::sync::Notify>,
 }
 
 /// The current time, as the dispatcher sees it (whole milliseconds): the
@@ -236,6 +240,7 @@ impl EngineTask {
             metrics::histogram!("onepress_engine_batch_size").record(replies.len() as f64);
         }
         if fx.has_writes() {
+            fx.notifications = crate::notify::plan(&fx, now, self.sinks.reach);
             let started = Instant::now();
             let committed = match tokio::time::timeout(COMMIT_TIMEOUT, self.store.commit(&fx)).await
             {
@@ -266,6 +271,9 @@ impl EngineTask {
             }
             count_committed(&fx);
             log_committed(&fx);
+            if !fx.notifications.is_empty() {
+                self.sinks.notifier.notify_one();
+            }
             if !fx.alerts.is_empty() {
                 gauge_active(&self.dispatcher);
             }

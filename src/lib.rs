@@ -12,5 +12,6 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod mqtt;
+pub mod notify;
 pub mod store;
 pub mod telemetry;

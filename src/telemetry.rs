@@ -87,6 +87,14 @@ pub fn describe_metrics() {
     );
     describe_counter!("onepress_alerts_total", "Alerts opened, by kind (sos|fall)");
     describe_counter!(
+        "onepress_notifications_total",
+        "Notifications tried, by channel and outcome (delivered|retrying|failed|no_recipient)"
+    );
+    describe_counter!(
+        "onepress_store_commit_failures_total",
+        "Engine commits that failed, by kind (transient|permanent)"
+    );
+    describe_counter!(
         "onepress_broker_refused_total",
         "What the embedded broker refused by the access rule, by action (connect|subscribe|publish)"
     );

@@ -145,6 +145,7 @@ named_enum!(
         OnScene => "on_scene",
         Resolved => "resolved",
         Cancelled => "cancelled",
+        Notified => "notified",
     }
 );
 
@@ -195,6 +196,14 @@ pub struct TimelineEvent {
     /// The band's event id, for `pressed` and `pressed_again` (an extension).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_id: Option<EventId>,
+    /// For `notified` (an extension): the channel that carried the
+    /// notification (`webhook`, …), with `recipient` (`volunteer:<id>`,
+    /// `operators`, `contacts:<senior id>`) and `outcome` (`delivered`,
+    /// `retrying`, `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
 }
 
 impl TimelineEvent {
@@ -210,6 +219,8 @@ impl TimelineEvent {
             outcome: None,
             note: None,
             event_id: None,
+            channel: None,
+            recipient: None,
         }
     }
 

@@ -59,7 +59,7 @@ fn delta(d: Duration) -> TimeDelta {
 
 /// `t + d`, or the last representable instant when that is past it (a
 /// setting of a thousand years must not panic the engine).
-fn after(t: Timestamp, d: Duration) -> Timestamp {
+pub fn after(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add_signed(delta(d))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
@@ -281,6 +281,9 @@ pub struct Effects {
     pub outgoing: Vec<Outgoing>,
     /// Response milestones reached, for metrics only (nothing to write).
     pub milestones: Vec<Milestone>,
+    /// Notifications to write with the rest (the dispatcher leaves this
+    /// empty; the shell plans them from the effects before the commit).
+    pub notifications: Vec<super::notice::Notification>,
 }
 
 /// A step of an alert's response, measured from its press, for metrics.
@@ -317,7 +320,8 @@ impl Effects {
             && self.timeline.is_empty()
             && self.offers.is_empty()
             && self.volunteers.is_empty()
-            && self.ingested.is_empty())
+            && self.ingested.is_empty()
+            && self.notifications.is_empty())
     }
 
     fn put_alert(&mut self, alert: &Alert) {

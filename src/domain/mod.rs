@@ -9,6 +9,7 @@ pub mod dispatcher;
 pub mod geo;
 pub mod ids;
 pub mod nearby;
+pub mod notice;
 pub mod registry;
 pub mod sla;
 
@@ -22,3 +23,4 @@ pub use dispatcher::{
 };
 pub use geo::Position;
 pub use ids::{AlertId, DeviceId, EventId, GatewayId, IdError, SeniorId, VolunteerId};
+pub use notice::{Audience, Notification};

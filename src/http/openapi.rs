@@ -52,6 +52,11 @@ pub const EXTENSIONS: &[&str] = &[
      overloaded (a QoS 0 heartbeat dropped while more than 10,000 messages wait), as well as \
      the contract's rate_limited, and store_refused (an error that would recur on every retry).",
     "Breach timeline events are stamped at the deadline itself, even when recorded later.",
+    "Timeline events of type `notified` record each try of a notification (the signed webhook, \
+     `ONEPRESS_NOTIFY_WEBHOOK_URL`): `channel`, `recipient` (`volunteer:<id>`, `operators`, \
+     `contacts:<senior id>`), `outcome` (delivered, retrying, failed), `note` (the event: offer, \
+     escalated, response_breached, arrival_breached, pressed, accepted, on_scene, resolved) and, \
+     for a failure, `reason`.",
     "Listed devices carry `low_battery`; `GET /v1/me` lists pending offers with `offered_at` and \
      `pressed_at`, and `current_alert` carries the senior's card.",
     "`GET /v1/alerts` takes at most 1000 alerts per call (a larger `limit` is lowered; 0 is a \

@@ -12,8 +12,8 @@ use crate::domain::registry::{
     Credential, Device, Heartbeat, PrincipalKind, Senior, VolunteerProfile, VolunteerRecord,
 };
 use crate::domain::{
-    Alert, AlertId, DeviceId, Effects, Offer, Position, SeniorCard, SeniorId, Snapshot,
-    TimelineEvent, VolunteerId,
+    Alert, AlertId, DeviceId, Effects, Notification, Offer, Position, SeniorCard, SeniorId,
+    Snapshot, TimelineEvent, VolunteerId,
 };
 
 mod postgres;
@@ -187,6 +187,29 @@ pub trait Store: Send + Sync + 'static {
         device: &DeviceId,
         event: &crate::domain::EventId,
     ) -> Result<Option<Option<AlertId>>, StoreError>;
+
+    // ----- notifications (the outbox) -----
+    /// At most `limit` notifications due at `now`, soonest first.
+    async fn due_notifications(
+        &self,
+        now: crate::domain::Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// When the next notification is due, if any is.
+    async fn next_notification_due(&self) -> Result<Option<crate::domain::Timestamp>, StoreError>;
+    /// Records how a delivery went (`event`, a `notified` timeline entry of
+    /// the notification's alert) and, in the same transaction, deletes the
+    /// notification or, with `retry` = (when, attempts so far), reschedules
+    /// it.
+    async fn notification_tried(
+        &self,
+        notification: &Notification,
+        event: &TimelineEvent,
+        retry: Option<(crate::domain::Timestamp, u32)>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a notification nobody can receive.
+    async fn notification_dropped(&self, notification: &Notification) -> Result<(), StoreError>;
 
     // ----- reads -----
     /// An alert with its pending offers.

@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use super::StoreError;
 use crate::domain::registry::{Credential, Device, Senior, VolunteerProfile, VolunteerRecord};
 use crate::domain::{
-    ActiveAlert, Alert, AlertId, EventId, IdError, Offer, OfferOutcome, Position, SeniorCard,
-    SeniorId, Snapshot, TimelineEvent, Timestamp, Volunteer, VolunteerId,
+    ActiveAlert, Alert, AlertId, Audience, EventId, IdError, Notification, Offer, OfferOutcome,
+    Position, SeniorCard, SeniorId, Snapshot, TimelineEvent, Timestamp, Volunteer, VolunteerId,
 };
 
 // ----- statements ---------------------------------------------------------
@@ -162,7 +162,18 @@ pub(super) const UPSERT_OFFER: &str = "INSERT INTO offers \
      eta_s = excluded.eta_s, outcome = excluded.outcome, closed_at = excluded.closed_at";
 pub(super) const INSERT_TIMELINE: &str = "INSERT INTO timeline \
      (alert_id, at, kind, volunteer_id, distance_m, eta_s, actor, reason, outcome, note, \
-     event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     event_id, channel, recipient) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+pub(super) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
+     (id, alert_id, audience, event, body, due_at, attempts, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
+pub(super) const DUE_NOTIFICATIONS: &str = "SELECT id, alert_id, audience, event, body, \
+     due_at, attempts, created_at FROM notifications WHERE due_at <= $1 \
+     ORDER BY due_at, id LIMIT $2";
+pub(super) const NEXT_NOTIFICATION_DUE: &str = "SELECT MIN(due_at) AS due_at FROM notifications";
+pub(super) const DELETE_NOTIFICATION: &str = "DELETE FROM notifications WHERE id = $1";
+pub(super) const RESCHEDULE_NOTIFICATION: &str =
+    "UPDATE notifications SET due_at = $2, attempts = $3 WHERE id = $1";
 /// The atomic claim: a volunteer busy with another alert is not taken,
 /// unless it is the alert the batch itself freed them from (`$7`). The
 /// casts keep the parameters typed on PostgreSQL and are valid SQLite.
@@ -177,7 +188,8 @@ pub(super) const FIND_INGESTED: &str =
     "SELECT alert_id AS id FROM ingested_events WHERE device_id = $1 AND event_id = $2";
 
 pub(super) const TIMELINE: &str = "SELECT at, kind, volunteer_id, distance_m, eta_s, actor, \
-     reason, outcome, note, event_id FROM timeline WHERE alert_id = $1 ORDER BY seq";
+     reason, outcome, note, event_id, channel, recipient FROM timeline WHERE alert_id = $1 \
+     ORDER BY seq";
 
 /// Declares `$alerts`, the alerts `WHERE $cond $order` (their columns and
 /// their senior's card), and `$offers`, the pending offers of the same
@@ -254,7 +266,7 @@ pub(super) fn ms(ts: &Timestamp) -> i64 {
     ts.timestamp_millis()
 }
 
-fn ts(ms: i64) -> Result<Timestamp, StoreError> {
+pub(super) fn ts(ms: i64) -> Result<Timestamp, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("time {ms} ms")))
 }
 
@@ -541,6 +553,8 @@ pub(super) struct TimelineRow {
     outcome: Option<String>,
     note: Option<String>,
     event_id: Option<String>,
+    channel: Option<String>,
+    recipient: Option<String>,
 }
 
 impl IntoDomain for TimelineRow {
@@ -557,8 +571,47 @@ impl IntoDomain for TimelineRow {
             outcome: self.outcome,
             note: self.note,
             event_id: id_opt("event id", self.event_id)?,
+            channel: self.channel,
+            recipient: self.recipient,
         })
     }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct NotificationRow {
+    id: String,
+    alert_id: String,
+    audience: String,
+    event: String,
+    body: String,
+    due_at: i64,
+    attempts: i64,
+    created_at: i64,
+}
+
+impl IntoDomain for NotificationRow {
+    type Out = Notification;
+    fn into_domain(self) -> Result<Notification, StoreError> {
+        Ok(Notification {
+            alert_id: AlertId::parse(self.alert_id)
+                .map_err(|e| StoreError::Corrupt(format!("notification alert id: {e}")))?,
+            audience: Audience::parse(&self.audience).ok_or_else(|| {
+                StoreError::Corrupt(format!("notification audience {:?}", self.audience))
+            })?,
+            id: self.id,
+            event: self.event,
+            body: self.body,
+            due_at: ts(self.due_at)?,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            created_at: ts(self.created_at)?,
+        })
+    }
+}
+
+/// When the next notification is due.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct DueRow {
+    pub(super) due_at: Option<i64>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -718,8 +771,8 @@ macro_rules! impl_store {
                 VolunteerRecord,
             };
             use $crate::domain::{
-                Alert, AlertId, DeviceId, Effects, EventId, Position, SeniorCard, SeniorId,
-                Snapshot, TimelineEvent, Timestamp, VolunteerId,
+                Alert, AlertId, DeviceId, Effects, EventId, Notification, Position, SeniorCard,
+                SeniorId, Snapshot, TimelineEvent, Timestamp, VolunteerId,
             };
             use $crate::store::sql::{self, IntoDomain as _};
             use $crate::store::{AlertFilter, PendingOffer, StoreError};
@@ -742,6 +795,50 @@ macro_rules! impl_store {
                         .fetch_optional(&self.pool)
                         .await?;
                     sql::one(row)
+                }
+
+                /// Appends one event to an alert's timeline, inside `tx`.
+                async fn insert_timeline(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    alert: &AlertId,
+                    e: &TimelineEvent,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::INSERT_TIMELINE)
+                        .bind(alert.as_str())
+                        .bind(sql::ms(&e.at))
+                        .bind(e.kind.as_str())
+                        .bind(e.volunteer_id.as_ref().map(|v| v.as_str()))
+                        .bind(e.distance_m.map(i64::from))
+                        .bind(e.eta_s.map(i64::from))
+                        .bind(e.by.as_deref())
+                        .bind(e.reason.as_deref())
+                        .bind(e.outcome.as_deref())
+                        .bind(e.note.as_deref())
+                        .bind(e.event_id.as_ref().map(|v| v.as_str()))
+                        .bind(e.channel.as_deref())
+                        .bind(e.recipient.as_deref())
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
+                }
+
+                /// Adds a notification to the outbox, inside `tx`.
+                async fn insert_notification(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    n: &Notification,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::INSERT_NOTIFICATION)
+                        .bind(n.id.as_str())
+                        .bind(n.alert_id.as_str())
+                        .bind(n.audience.label())
+                        .bind(n.event.as_str())
+                        .bind(n.body.as_str())
+                        .bind(sql::ms(&n.due_at))
+                        .bind(i64::from(n.attempts))
+                        .bind(sql::ms(&n.created_at))
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
                 }
 
                 /// Claims `id` for `kind` in the shared namespace, inside `tx`;
@@ -1000,6 +1097,69 @@ macro_rules! impl_store {
                     self.every::<sql::PrincipalRow>(sql::LIST_PRINCIPALS, None).await
                 }
 
+                #[tracing::instrument(skip(self), err)]
+                async fn due_notifications(
+                    &self,
+                    now: Timestamp,
+                    limit: u32,
+                ) -> Result<Vec<Notification>, StoreError> {
+                    let rows = sqlx::query_as::<_, sql::NotificationRow>(sql::DUE_NOTIFICATIONS)
+                        .bind(sql::ms(&now))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter().map(sql::IntoDomain::into_domain).collect()
+                }
+
+                #[tracing::instrument(skip(self, notification), fields(id = %notification.id), err)]
+                async fn notification_dropped(
+                    &self,
+                    notification: &Notification,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(sql::DELETE_NOTIFICATION)
+                        .bind(notification.id.as_str())
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn next_notification_due(&self) -> Result<Option<Timestamp>, StoreError> {
+                    let row = sqlx::query_as::<_, sql::DueRow>(sql::NEXT_NOTIFICATION_DUE)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    row.due_at.map(sql::ts).transpose()
+                }
+
+                #[tracing::instrument(skip(self, notification, event), fields(id = %notification.id), err)]
+                async fn notification_tried(
+                    &self,
+                    notification: &Notification,
+                    event: &TimelineEvent,
+                    retry: Option<(Timestamp, u32)>,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    Self::insert_timeline(&mut tx, &notification.alert_id, event).await?;
+                    match retry {
+                        Some((at, attempts)) => {
+                            sqlx::query(sql::RESCHEDULE_NOTIFICATION)
+                                .bind(notification.id.as_str())
+                                .bind(sql::ms(&at))
+                                .bind(i64::from(attempts))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        None => {
+                            sqlx::query(sql::DELETE_NOTIFICATION)
+                                .bind(notification.id.as_str())
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
                 #[tracing::instrument(skip(self, hash), err)]
                 async fn volunteer_by_token(
                     &self,
@@ -1094,20 +1254,10 @@ macro_rules! impl_store {
                             .await?;
                     }
                     for (alert, e) in &fx.timeline {
-                        sqlx::query(sql::INSERT_TIMELINE)
-                            .bind(alert.as_str())
-                            .bind(sql::ms(&e.at))
-                            .bind(e.kind.as_str())
-                            .bind(e.volunteer_id.as_ref().map(|v| v.as_str()))
-                            .bind(e.distance_m.map(i64::from))
-                            .bind(e.eta_s.map(i64::from))
-                            .bind(e.by.as_deref())
-                            .bind(e.reason.as_deref())
-                            .bind(e.outcome.as_deref())
-                            .bind(e.note.as_deref())
-                            .bind(e.event_id.as_ref().map(|v| v.as_str()))
-                            .execute(&mut *tx)
-                            .await?;
+                        Self::insert_timeline(&mut tx, alert, e).await?;
+                    }
+                    for n in &fx.notifications {
+                        Self::insert_notification(&mut tx, n).await?;
                     }
                     // In id order, so that two instances claiming the same
                     // volunteers lock them in the same order (no deadlock).

@@ -10,6 +10,7 @@ mod http;
 mod ingest;
 mod lifecycle;
 mod live;
+mod notify;
 mod openapi;
 mod pages;
 mod qr;

@@ -390,6 +390,7 @@ async fn commit_and_snapshot_round_trip(store: &Db) {
         outgoing: vec![],
         milestones: vec![],
         busy_before: Default::default(),
+        notifications: vec![],
     };
     store.commit(&fx).await.expect("commit");
 
@@ -455,6 +456,7 @@ async fn busy_volunteer_claim_conflicts_and_rolls_back(store: &Db) {
         outgoing: vec![],
         milestones: vec![],
         busy_before: Default::default(),
+        notifications: vec![],
     };
     match store.commit(&other).await {
         Err(StoreError::Conflict(msg)) => assert!(msg.contains("v1"), "{msg}"),

@@ -154,6 +154,12 @@ pub async fn spawn_app_with(
 ) -> Option<TestApp> {
     let (mut settings, keep) = backend_settings(backend).await?;
     adjust(&mut settings);
+    Some(spawn_from(settings, keep).await)
+}
+
+/// Starts an app with exactly these settings (e.g. again, on the store a
+/// stopped one used); `keep` is dropped with the app.
+pub async fn spawn_from(settings: Settings, keep: Box<dyn std::any::Any + Send>) -> TestApp {
     let token = settings
         .operator_token
         .clone()
@@ -178,7 +184,7 @@ pub async fn spawn_app_with(
         _keep: keep,
     };
     t.wait_ready().await;
-    Some(t)
+    t
 }
 
 /// The app under test on `backend`, its PostgreSQL variant on a private
