@@ -12,6 +12,7 @@
 
 pub mod db;
 pub mod mosquitto;
+pub mod pg;
 pub mod service;
 
 use std::time::Duration;
