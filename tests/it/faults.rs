@@ -285,6 +285,10 @@ struct BandLog {
     alert_ids: HashSet<String>,
     /// CONNACKs: 1 + how often it reconnected.
     connects: u32,
+    /// Whether the broker acknowledged (PUBACK) a publication of its event
+    /// before the band saw `received`, and it still had to send it again.
+    pubacked: bool,
+    resent_after_puback: bool,
 }
 
 /// A wristband: its own MQTT connection (clean session, as a band would
@@ -331,6 +335,9 @@ impl Band {
                         l.lock().unwrap().connects += 1;
                         // Queued, not awaited: the loop is what sends it.
                         let _ = c.try_subscribe(&notify, QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        l.lock().unwrap().pubacked = true;
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == notify => {
                         let m: Value = serde_json::from_slice(&p.payload).unwrap_or_default();
@@ -392,6 +399,9 @@ impl Band {
                     let mut l = log.lock().unwrap();
                     l.sends += 1;
                     l.first_sent.get_or_insert_with(Instant::now);
+                    if l.pubacked {
+                        l.resent_after_puback = true;
+                    }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -470,6 +480,16 @@ impl Fleet {
 
     fn sends(&self) -> u32 {
         self.bands.iter().map(|b| b.log().sends).sum()
+    }
+
+    /// Bands that had to resend although the broker had acknowledged their
+    /// event: it was held unstored (store down) or lost on the way (a broker
+    /// that died with it, or had no session for the service to give it to).
+    fn resent_after_puback(&self) -> usize {
+        self.bands
+            .iter()
+            .filter(|b| b.log().resent_after_puback)
+            .count()
     }
 
     fn reconnects(&self) -> u32 {
@@ -556,6 +576,8 @@ fn time(v: &Value) -> Option<DateTime<Utc>> {
 struct Tally {
     presses: usize,
     sends: u32,
+    /// Bands that resent after the broker's PUBACK (see [`BandLog`]).
+    resent_after_puback: usize,
     stored: usize,
     lost: usize,
     duplicated: usize,
@@ -588,6 +610,7 @@ async fn tally(rig: &Rig, fleet: &Fleet, problems: &mut Vec<String>) -> Tally {
     let mut t = Tally {
         presses: fleet.bands.len(),
         sends: fleet.sends(),
+        resent_after_puback: fleet.resent_after_puback(),
         ..Tally::default()
     };
     let ours: HashSet<&str> = fleet.bands.iter().map(|b| b.device.as_str()).collect();
@@ -878,12 +901,13 @@ async fn sigkill_under_load(backend: Backend) {
     volunteers_check(&t.alerts, &mut problems);
     let work = work.lock().unwrap();
     eprintln!(
-        "faults: sigkill_under_load [{backend:?}]: presses {} (sends {}), stored {}, lost {}, duplicated {}, \
+        "faults: sigkill_under_load [{backend:?}]: presses {} (sends {}; resent after a broker PUBACK {}), stored {}, lost {}, duplicated {}, \
          unacknowledged {}; kills survived {KILLS} (down {} in all); band reconnects {}; \
          volunteers accepted {} resolved {}; alert views compared {}; catch-up after the last restart {}; \
          test time {}",
         t.presses,
         t.sends,
+        t.resent_after_puback,
         t.stored,
         t.lost,
         t.duplicated,
@@ -1101,12 +1125,13 @@ async fn database_outage_under_load() {
     offers_check(&t.alerts, &mut problems);
     volunteers_check(&t.alerts, &mut problems);
     eprintln!(
-        "faults: database_outage_under_load: presses {} (sends {}), stored {}, lost {}, duplicated {}, \
+        "faults: database_outage_under_load: presses {} (sends {}; resent after a broker PUBACK {}), stored {}, lost {}, duplicated {}, \
          unacknowledged {}; outage {}; pressed during it {held}, acknowledged during it {acked}; /readyz 503 after {}; \
          writes answered in {} (duty) and {} (band); ready again {} after restart; \
          catch-up {}; every alert offered anew {} later; test time {}",
         t.presses,
         t.sends,
+        t.resent_after_puback,
         t.stored,
         t.lost,
         t.duplicated,
@@ -1250,11 +1275,12 @@ async fn broker_killed_under_load() {
     volunteers_check(&t.alerts, &mut problems);
     let list = |ds: &[Duration]| ds.iter().map(|d| secs(*d)).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "faults: broker_killed_under_load: presses {} (sends {}), stored {}, lost {}, duplicated {}, \
+        "faults: broker_killed_under_load: presses {} (sends {}; resent after a broker PUBACK {}), stored {}, lost {}, duplicated {}, \
          unacknowledged {}; broker kills survived {} (down {}); service ready again after {}; \
          band reconnects {}; catch-up after the last restart {}; all offered {}; test time {}",
         t.presses,
         t.sends,
+        t.resent_after_puback,
         t.stored,
         t.lost,
         t.duplicated,
