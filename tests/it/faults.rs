@@ -776,7 +776,7 @@ impl FirstSeen {
     }
 }
 
-/// Fails with every problem found and the end of the service's log.
+/// Fails with every problem found and the service's ERROR lines.
 fn verdict(rig: &Rig, problems: &[String]) {
     if problems.is_empty() {
         return;
@@ -795,8 +795,9 @@ fn verdict(rig: &Rig, problems: &[String]) {
         Ok(_) => kept.display().to_string(),
         Err(e) => format!("(not kept: {e})"),
     };
+    // (The end of the log follows, from `Service`'s drop.)
     panic!(
-        "{} problem(s){}:\n- {}\n\nERROR lines of the service's log (last 15; all of it in {kept}):\n{errors}\n\nits log ends:\n{}",
+        "{} problem(s){}:\n- {}\n\nERROR lines of the service's log (last 15; all of it in {kept}):\n{errors}",
         problems.len(),
         if shown.len() < problems.len() {
             " (the first 40)"
@@ -804,7 +805,6 @@ fn verdict(rig: &Rig, problems: &[String]) {
             ""
         },
         shown.join("\n- "),
-        rig.service.log_tail(30)
     );
 }
 

@@ -5,34 +5,17 @@
 //! while the service is down is delivered to it when it comes back (the
 //! persistent session).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::common::service::{Service, free_port};
 use crate::common::{Backend, TestApp, backend_settings, s, unique};
 use crate::lifecycle::wait_for_device_alert;
 use crate::on_both_backends;
 
 on_both_backends!(kill_9_with_an_open_alert_carries_on, sigterm_stops_cleanly);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Service {
-    child: Child,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The variables that run the binary on the test's backend and ports.
 fn service_env(
@@ -65,19 +48,6 @@ fn service_env(
     .collect()
 }
 
-fn start(env: &[(String, String)], dir: &std::path::Path) -> Service {
-    let child = Command::new(env!("CARGO_BIN_EXE_onepress"))
-        .arg("serve")
-        .current_dir(dir)
-        .env_remove("ONEPRESS_CONFIG")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the binary starts");
-    Service { child }
-}
-
 async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
     let Some((settings, _keep)) = backend_settings(backend).await else {
         return;
@@ -104,7 +74,7 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
         settings,
     );
 
-    let mut service = start(&env, dir.path());
+    let mut service = Service::start(env, dir.path());
     app.wait_ready().await;
     let (_, device) = app.senior_with_band(Some((30.5101, 120.6805))).await;
     let (near, _) = app.volunteer("Near", Some((30.5111, 120.6805))).await;
@@ -120,8 +90,7 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
         .await;
 
     // SIGKILL: no chance to clean up.
-    service.child.kill().expect("kill -9");
-    service.child.wait().expect("reaped");
+    service.kill();
     drop(band);
 
     // A press while the service is down (kept by Mosquitto's session).
@@ -131,7 +100,7 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    service = start(&env, dir.path());
+    service.restart();
     app.wait_ready().await;
     let after = app.alert(&alert).await;
     assert_eq!(after["id"], before["id"]);
@@ -162,7 +131,7 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
         // Delivered from the persistent session after the restart.
         wait_for_device_alert(&app, &device2).await;
     }
-    let _ = service.child.kill();
+    service.kill();
 }
 
 async fn sigterm_stops_cleanly(backend: Backend) {
@@ -179,16 +148,16 @@ async fn sigterm_stops_cleanly(backend: Backend) {
         ("127.0.0.1".into(), 0),
         settings,
     );
-    let mut service = start(&env, dir.path());
+    let mut service = Service::start(env, dir.path());
     app.wait_ready().await;
     let status = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
+        .args(["-TERM", &service.pid().expect("running").to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        if let Some(exit) = service.child.try_wait().expect("try_wait") {
+        if let Some(exit) = service.exit_status() {
             assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
             break;
         }

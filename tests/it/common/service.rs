@@ -1,7 +1,8 @@
 //! The real `onepress` binary as a child process, for tests that kill it:
 //! started with `ONEPRESS_*` variables in a directory of its own, its log
-//! (stderr) appended to `service.log` there across restarts, killed with
-//! SIGKILL (no chance to clean up) and started again on the same store.
+//! (stderr) appended to `service.log` there across restarts (its end is
+//! printed if the test fails), killed with SIGKILL (no chance to clean up)
+//! and started again on the same store.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +28,15 @@ pub struct Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what the service said (its directory, and
+        // the log with it, may be gone next).
+        if std::thread::panicking() {
+            eprintln!(
+                "the service's log ({}) ends:\n{}",
+                self.log_path().display(),
+                self.log_tail(40)
+            );
+        }
     }
 }
 
@@ -80,6 +90,11 @@ impl Service {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// How it exited, once it has (None while it runs or if never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("try_wait")
     }
 
     pub fn pid(&self) -> Option<u32> {
