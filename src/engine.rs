@@ -41,6 +41,14 @@ const QUEUE: usize = 8192;
 /// 503 instead of hanging. The command may still be committed later; a
 /// retry finds it done (presses are deduplicated by their event id).
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A commit that takes longer is given up (the database hangs rather than
+/// refuses): the batch is answered `Unavailable` and the dispatcher rebuilt
+/// from what the store holds, which tells whether it landed after all.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a batch failed for good (not an outage), commands are committed
+/// one at a time for this long, so that the one that cannot be stored is
+/// refused alone and the rest go through.
+const ISOLATE_FOR: Duration = Duration::from_secs(10);
 
 /// Why a call to the engine did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +59,10 @@ pub enum CallError {
     /// The store could not commit; nothing changed, try again.
     #[error("the store could not commit: {0}")]
     Unavailable(String),
+    /// The store refused this command's effects for good (an error that
+    /// would recur on every retry); nothing changed. Retrying is useless.
+    #[error("the store refused it: {0}")]
+    Failed(String),
     /// The engine is stopping.
     #[error("the service is stopping")]
     Stopped,
@@ -98,9 +110,18 @@ pub struct Sinks {
     pub alerts: broadcast::Sender<Alert>,
 }
 
-/// The current time, as the dispatcher sees it (whole milliseconds).
+/// The current time, as the dispatcher sees it (whole milliseconds): the
+/// wall clock read once, at the first call, carried on by the monotonic
+/// clock. A wall clock stepped back (or forward) while the service runs
+/// moves no deadline; a restart reads the wall clock again.
 pub fn now() -> Timestamp {
-    to_millis(Utc::now())
+    static ANCHOR: std::sync::OnceLock<(Timestamp, Instant)> = std::sync::OnceLock::new();
+    let (wall, mono) = *ANCHOR.get_or_init(|| (Utc::now(), Instant::now()));
+    let elapsed = chrono::TimeDelta::from_std(mono.elapsed()).unwrap_or(chrono::TimeDelta::MAX);
+    to_millis(
+        wall.checked_add_signed(elapsed)
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC),
+    )
 }
 
 /// Loads the dispatcher from the store and starts the engine task.
@@ -124,7 +145,11 @@ pub async fn start(
         store,
         sinks,
         rx,
+        isolate_until: None,
     };
+    // What was published before the stop may never have left (or the
+    // broker forgot it): publish again what each band and phone should hold.
+    task.republish();
     let handle = tokio::spawn(task.run(shutdown));
     Ok((Engine { tx }, handle))
 }
@@ -135,6 +160,8 @@ struct EngineTask {
     store: Arc<dyn Store>,
     sinks: Sinks,
     rx: mpsc::Receiver<Request>,
+    /// Set after a batch failed for good: until then, one command a batch.
+    isolate_until: Option<Instant>,
 }
 
 impl EngineTask {
@@ -143,17 +170,18 @@ impl EngineTask {
         gauge_active(&self.dispatcher);
         loop {
             let sleep = sleep_until(self.dispatcher.next_deadline());
+            let limit = self.batch_limit();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                n = self.rx.recv_many(&mut batch, MAX_BATCH) => {
+                n = self.rx.recv_many(&mut batch, limit) => {
                     if n == 0 {
                         break;
                     }
                     let requests = std::mem::take(&mut batch);
-                    self.process(requests).await;
+                    self.process(requests, &shutdown).await;
                 }
-                _ = sleep => self.process(Vec::new()).await,
+                _ = sleep => self.process(Vec::new(), &shutdown).await,
             }
         }
         // Refuse what is still queued, so no caller waits forever.
@@ -164,8 +192,36 @@ impl EngineTask {
         info!("engine stopped");
     }
 
+    fn batch_limit(&mut self) -> usize {
+        match self.isolate_until {
+            Some(until) if Instant::now() < until => 1,
+            Some(_) => {
+                self.isolate_until = None;
+                MAX_BATCH
+            }
+            None => MAX_BATCH,
+        }
+    }
+
+    /// Hands the latest message of every active alert and pending offer to
+    /// the publisher (retained, so a band or phone connecting later has it).
+    fn republish(&self) {
+        let messages = self.dispatcher.latest_messages();
+        if !messages.is_empty() {
+            info!(
+                messages = messages.len(),
+                "publishing again the latest notice of each active alert and pending offer"
+            );
+        }
+        for message in messages {
+            if self.sinks.outgoing.send(message).is_err() {
+                warn!("publisher gone: a message was not sent");
+            }
+        }
+    }
+
     /// Handles a batch (and whatever timers are due) and commits it.
-    async fn process(&mut self, requests: Vec<Request>) {
+    async fn process(&mut self, requests: Vec<Request>, shutdown: &CancellationToken) {
         let now = now();
         let mut fx = Effects::default();
         let mut replies = Vec::with_capacity(requests.len());
@@ -181,15 +237,31 @@ impl EngineTask {
         }
         if fx.has_writes() {
             let started = Instant::now();
-            let committed = self.store.commit(&fx).await;
+            let committed = match tokio::time::timeout(COMMIT_TIMEOUT, self.store.commit(&fx)).await
+            {
+                Ok(result) => result.map_err(|e| (e.is_transient(), e.to_string())),
+                Err(_) => Err((true, format!("no answer within {COMMIT_TIMEOUT:?}"))),
+            };
             metrics::histogram!("onepress_store_commit_seconds")
                 .record(started.elapsed().as_secs_f64());
-            if let Err(e) = committed {
-                error!(error = %e, "commit failed: the batch is undone and the dispatcher rebuilt from the store");
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(CallError::Unavailable(e.to_string())));
+            if let Err((transient, e)) = committed {
+                error!(error = %e, transient, commands = replies.len(), "commit failed: the batch is undone and the dispatcher rebuilt from the store");
+                metrics::counter!("onepress_store_commit_failures_total", "kind" => if transient { "transient" } else { "permanent" }).increment(1);
+                let alone = replies.len() == 1;
+                if !transient && !alone {
+                    // Which command is at fault is unknown: from now on,
+                    // one at a time, so that only that one is refused.
+                    self.isolate_until = Some(Instant::now() + ISOLATE_FOR);
                 }
-                self.rebuild().await;
+                for (reply, _) in replies {
+                    let answer = if !transient && alone {
+                        CallError::Failed(e.clone())
+                    } else {
+                        CallError::Unavailable(e.clone())
+                    };
+                    let _ = reply.send(Err(answer));
+                }
+                self.rebuild(shutdown).await;
                 return;
             }
             count_committed(&fx);
@@ -212,25 +284,57 @@ impl EngineTask {
         }
     }
 
-    /// Crash-only recovery: the store is the truth.
-    async fn rebuild(&mut self) {
+    /// Crash-only recovery: the store is the truth. Until it answers
+    /// again, every command is refused at once (`Unavailable`: an HTTP
+    /// write answers 503 without waiting, a press stays unacknowledged and
+    /// is retried). Gives up on shutdown.
+    async fn rebuild(&mut self, shutdown: &CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.store.load_snapshot().await {
+            let load = self.store.load_snapshot();
+            tokio::pin!(load);
+            let loaded = loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return,
+                    loaded = &mut load => break loaded,
+                    Some(req) = self.rx.recv() => refuse(req),
+                }
+            };
+            match loaded {
                 Ok(snapshot) => {
                     self.dispatcher = Dispatcher::restore(self.rules.clone(), snapshot);
                     gauge_active(&self.dispatcher);
                     info!("dispatcher rebuilt from the store");
+                    // The failed batch may have landed after all (its
+                    // answer was lost): what it published is not known.
+                    self.republish();
                     return;
                 }
                 Err(e) => {
-                    error!(error = %e, "cannot reload the dispatcher; retrying");
-                    tokio::time::sleep(backoff).await;
+                    error!(error = %e, retry_in = ?backoff, "cannot reload the dispatcher; retrying");
+                    let pause = tokio::time::sleep(backoff);
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => return,
+                            _ = &mut pause => break,
+                            Some(req) = self.rx.recv() => refuse(req),
+                        }
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
     }
+}
+
+/// Answers a command that arrives while the store is unreachable.
+fn refuse(req: Request) {
+    let _ = req.reply.send(Err(CallError::Unavailable(
+        "the store is unreachable; the service is reconnecting".into(),
+    )));
 }
 
 /// Counts what a committed batch did. Offers: `sent` for a new one, else
@@ -303,7 +407,7 @@ async fn sleep_until(deadline: Option<Timestamp>) {
     match deadline {
         None => std::future::pending().await,
         Some(at) => {
-            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let wait = (at - now()).to_std().unwrap_or(Duration::ZERO);
             tokio::time::sleep(wait).await;
         }
     }

@@ -270,6 +270,11 @@ pub struct Effects {
     pub offers: Vec<OfferRecord>,
     /// Volunteers' dispatch state as it now stands.
     pub volunteers: Vec<Volunteer>,
+    /// For each volunteer this batch claimed or released, the alert they
+    /// were busy with before it (what the store holds): the store's claim
+    /// accepts that row as well, so a batch that frees a volunteer and
+    /// claims them again (resolve A, assign to B) is not a conflict.
+    pub busy_before: HashMap<VolunteerId, Option<AlertId>>,
     /// Band events to remember.
     pub ingested: Vec<IngestedEvent>,
     /// Messages to publish once all of the above is committed.
@@ -465,6 +470,59 @@ impl Dispatcher {
 
     pub fn volunteer(&self, id: &VolunteerId) -> Option<&Volunteer> {
         self.volunteers.get(id)
+    }
+
+    /// The latest message each band with an active alert and each phone
+    /// with a pending offer should hold: what the shell publishes again
+    /// (retained) after a restart or a failed commit, when what was
+    /// published from memory may have been lost. A band gets `received` for
+    /// an alert nobody has been offered yet, else the alert's state (with
+    /// the volunteer's name and ETA once accepted); a phone, its offer with
+    /// the original expiry. In alert id order, so repeats are comparable.
+    pub fn latest_messages(&self) -> Vec<Outgoing> {
+        let mut ids: Vec<&AlertId> = self.alerts.keys().collect();
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids {
+            let active = &self.alerts[id];
+            let a = &active.alert;
+            let notice = match a.state {
+                AlertState::Open => BandNotice::received(Some(id.clone()), a.event_id.clone()),
+                state => {
+                    let helper = a.volunteer_id.as_ref().and_then(|v| self.volunteers.get(v));
+                    let eta_s = match (a.position(), helper.and_then(|v| v.position)) {
+                        (Some(p), Some(q)) if state == AlertState::Accepted => {
+                            Some(self.distance_eta(p, q).1)
+                        }
+                        _ => None,
+                    };
+                    BandNotice {
+                        alert_id: Some(id.clone()),
+                        event_id: None,
+                        state: state.as_str().to_string(),
+                        volunteer_name: helper.map(|v| v.name.clone()),
+                        eta_s,
+                    }
+                }
+            };
+            out.push(Outgoing::Band(a.device_id.clone(), notice));
+            for o in &a.offers {
+                out.push(Outgoing::Phone(
+                    o.volunteer_id.clone(),
+                    PhoneMessage::Offer {
+                        alert_id: id.clone(),
+                        kind: a.kind,
+                        lat: a.lat,
+                        lon: a.lon,
+                        distance_m: o.distance_m,
+                        eta_s: o.eta_s,
+                        expires_at: o.expires_at,
+                        senior: active.senior.clone(),
+                    },
+                ));
+            }
+        }
+        out
     }
 
     /// Handles one command at `now`, adding what it caused to `fx`.
@@ -986,8 +1044,8 @@ impl Dispatcher {
             self.timers.pop_first();
             match timer {
                 Timer::OfferExpiry(alert_id, v) => self.expire_offer(now, at, &alert_id, &v, fx),
-                Timer::Response(alert_id) => self.breach(now, &alert_id, true, fx),
-                Timer::Arrival(alert_id) => self.breach(now, &alert_id, false, fx),
+                Timer::Response(alert_id) => self.breach(&alert_id, true, fx),
+                Timer::Arrival(alert_id) => self.breach(&alert_id, false, fx),
             }
         }
     }
@@ -1027,17 +1085,17 @@ impl Dispatcher {
         self.offer_to_free_volunteer(now, v, fx);
     }
 
-    fn breach(&mut self, now: Timestamp, alert_id: &AlertId, response: bool, fx: &mut Effects) {
+    fn breach(&mut self, alert_id: &AlertId, response: bool, fx: &mut Effects) {
         let Some(active) = self.alerts.get_mut(alert_id) else {
             return;
         };
         let a = &mut active.alert;
-        let kind = if response {
+        let (kind, deadline) = if response {
             if a.response_breached || !matches!(a.state, AlertState::Open | AlertState::Offered) {
                 return;
             }
             a.response_breached = true;
-            TimelineKind::ResponseBreached
+            (TimelineKind::ResponseBreached, a.response_deadline)
         } else {
             if a.arrival_breached
                 || !matches!(
@@ -1048,10 +1106,13 @@ impl Dispatcher {
                 return;
             }
             a.arrival_breached = true;
-            TimelineKind::ArrivalBreached
+            (TimelineKind::ArrivalBreached, a.arrival_deadline)
         };
+        // Stamped at the deadline itself, not when it is noticed: after a
+        // restart or a late tick the timeline still says when the target
+        // was missed.
         fx.timeline
-            .push((alert_id.clone(), TimelineEvent::new(now, kind)));
+            .push((alert_id.clone(), TimelineEvent::new(deadline, kind)));
         self.touch(alert_id, fx);
     }
 
@@ -1067,10 +1128,10 @@ impl Dispatcher {
         };
         let (response, arrival) = (a.response_deadline <= now, a.arrival_deadline <= now);
         if response {
-            self.breach(now, alert_id, true, fx);
+            self.breach(alert_id, true, fx);
         }
         if arrival {
-            self.breach(now, alert_id, false, fx);
+            self.breach(alert_id, false, fx);
         }
     }
 
@@ -1420,6 +1481,9 @@ impl Dispatcher {
     fn claim(&mut self, alert_id: &AlertId, v: &VolunteerId, fx: &mut Effects) -> String {
         let name = match self.volunteers.get_mut(v) {
             Some(vol) => {
+                fx.busy_before
+                    .entry(v.clone())
+                    .or_insert_with(|| vol.busy_alert.clone());
                 vol.busy_alert = Some(alert_id.clone());
                 if vol.pending_offer.as_ref() == Some(alert_id) {
                     vol.pending_offer = None;
@@ -1436,6 +1500,9 @@ impl Dispatcher {
     /// Frees a volunteer from the alert they were busy with.
     fn release(&mut self, v: &VolunteerId, fx: &mut Effects) {
         if let Some(vol) = self.volunteers.get_mut(v) {
+            fx.busy_before
+                .entry(v.clone())
+                .or_insert_with(|| vol.busy_alert.clone());
             vol.busy_alert = None;
         }
         self.refresh_available(v);

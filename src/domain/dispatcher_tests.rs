@@ -484,9 +484,33 @@ impl World {
         for i in &fx.ingested {
             assert!(i.alert_id.as_ref().is_none_or(known), "{i:?}");
         }
-        // Each alert's timeline is in time order.
+        // Each alert's timeline is in time order, but for breaches: they
+        // are stamped at their deadline, which may be before what was
+        // recorded ahead of them (a press the band dates back, a tick
+        // after downtime).
         let mut last_at: HashMap<&AlertId, Timestamp> = HashMap::new();
+        let breach = |e: &TimelineEvent| {
+            matches!(
+                e.kind,
+                TimelineKind::ResponseBreached | TimelineKind::ArrivalBreached
+            )
+        };
         for (a, e) in self.timeline.iter().chain(fx.timeline.iter()) {
+            if breach(e) {
+                let row = self
+                    .rows
+                    .get(a)
+                    .or_else(|| fx.alerts.iter().find(|x| &x.id == a));
+                if let Some(row) = row {
+                    let deadline = if e.kind == TimelineKind::ResponseBreached {
+                        row.response_deadline
+                    } else {
+                        row.arrival_deadline
+                    };
+                    assert_eq!(e.at, deadline, "a breach stamped off its deadline");
+                }
+                continue;
+            }
             if let Some(prev) = last_at.insert(a, e.at) {
                 assert!(prev <= e.at, "timeline of {a} goes back in time");
             }
@@ -3842,4 +3866,158 @@ fn a_first_assignment_is_the_first_accept() {
             since_press: secs(7),
         }]
     );
+}
+
+// ----- faults: downtime, re-publication, one batch ------------------------
+
+#[test]
+fn a_breach_noticed_after_downtime_is_stamped_at_its_deadline() {
+    let mut w = World::new();
+    let a = w.press("band-1");
+    // The service was down from 10 s to 15 min: the first tick after it
+    // finds both targets passed.
+    w.advance(10);
+    w.restart();
+    w.advance_to(t0() + secs(900));
+    let events = w.events(&a);
+    let at = |k: TimelineKind| events.iter().find(|e| e.kind == k).map(|e| e.at);
+    assert_eq!(at(TimelineKind::ResponseBreached), Some(t0() + secs(180)));
+    assert_eq!(at(TimelineKind::ArrivalBreached), Some(t0() + secs(600)));
+    assert!(w.alert(&a).response_breached && w.alert(&a).arrival_breached);
+}
+
+#[test]
+fn a_breach_caught_up_by_a_late_accept_is_stamped_at_its_deadline() {
+    let mut w = World::with(Rules {
+        offer_timeout: Duration::from_secs(3600),
+        ..Rules::default()
+    });
+    w.volunteer_at("v1", 100.0);
+    let a = w.press("band-1");
+    // The accept reaches the dispatcher before the tick for the deadline.
+    w.now = t0() + secs(200);
+    w.accept(&a, "v1").unwrap();
+    let breach = w
+        .events(&a)
+        .into_iter()
+        .find(|e| e.kind == TimelineKind::ResponseBreached)
+        .expect("the late accept records the breach");
+    assert_eq!(breach.at, t0() + secs(180));
+}
+
+type ByRecipient<M> = Vec<(String, M)>;
+
+/// What `latest_messages` says for each band and phone.
+fn latest(w: &World) -> (ByRecipient<BandNotice>, ByRecipient<PhoneMessage>) {
+    let mut bands = Vec::new();
+    let mut phones = Vec::new();
+    for m in w.d.latest_messages() {
+        match m {
+            Outgoing::Band(d, n) => bands.push((d.to_string(), n)),
+            Outgoing::Phone(v, p) => phones.push((v.to_string(), p)),
+        }
+    }
+    (bands, phones)
+}
+
+#[test]
+fn the_latest_messages_follow_an_alert_through_its_life() {
+    let mut w = World::new();
+    assert!(w.d.latest_messages().is_empty());
+    // Nobody to offer it to: the band holds `received` for its event.
+    let a = w.press("band-1");
+    let (bands, phones) = latest(&w);
+    assert_eq!(bands.len(), 1);
+    assert_eq!(bands[0].0, "band-1");
+    assert_eq!(bands[0].1.state, "received");
+    assert_eq!(bands[0].1.alert_id.as_ref(), Some(&a));
+    assert_eq!(bands[0].1.event_id.as_ref(), Some(&w.alert(&a).event_id));
+    assert!(phones.is_empty());
+
+    // Offered: the band hears `offered`, the phone holds the very offer it
+    // was sent, with its original expiry.
+    w.volunteer_at("v1", 140.0);
+    let sent = w.phone("v1");
+    assert!(matches!(sent.as_slice(), [PhoneMessage::Offer { .. }]));
+    let (bands, phones) = latest(&w);
+    assert_eq!(bands[0].1.state, "offered");
+    assert_eq!(phones, vec![("v1".to_string(), sent[0].clone())]);
+
+    // Accepted: the band hears who is coming and when; no offer is left.
+    w.advance(20);
+    w.accept(&a, "v1").unwrap();
+    let (bands, phones) = latest(&w);
+    assert_eq!(bands[0].1.state, "accepted");
+    assert_eq!(bands[0].1.volunteer_name.as_deref(), Some("Volunteer v1"));
+    assert_eq!(bands[0].1.eta_s, Some(100), "140 m at 1.4 m/s");
+    assert!(phones.is_empty());
+
+    w.arrive(&a, "v1").unwrap();
+    let (bands, _) = latest(&w);
+    assert_eq!(bands[0].1.state, "on_scene");
+    assert_eq!(bands[0].1.eta_s, None);
+
+    // Closed: nothing left to say.
+    w.resolve(&a, Actor::Operator).unwrap();
+    assert!(w.d.latest_messages().is_empty());
+}
+
+#[test]
+fn the_latest_messages_survive_a_restart_unchanged() {
+    let mut w = World::with(with_fanout(2));
+    w.volunteer_at("v1", 100.0);
+    w.volunteer_at("v2", 200.0);
+    w.volunteer_at("v3", 300.0);
+    let a = w.press("band-1");
+    let b = w.press("band-2");
+    w.advance(5);
+    w.accept(&a, "v1").unwrap();
+    let before = w.d.latest_messages();
+    assert!(!before.is_empty());
+    w.restart();
+    assert_eq!(w.d.latest_messages(), before);
+    // Every pending offer is there, and nothing else for a phone.
+    let (_, phones) = latest(&w);
+    let mut holders: Vec<_> = phones.iter().map(|(v, _)| v.clone()).collect();
+    holders.sort();
+    let mut expected = w.holders(&b);
+    expected.sort();
+    assert_eq!(holders, expected);
+}
+
+#[test]
+fn a_batch_that_frees_and_claims_a_volunteer_says_whom_they_were_busy_with() {
+    let mut w = World::new();
+    w.volunteer_at("v1", 100.0);
+    let a = w.press("band-1");
+    w.accept(&a, "v1").unwrap();
+    let b = w.press("band-2");
+    assert_eq!(w.vol("v1").busy_alert.as_ref(), Some(&a));
+    // Resolve A, then assign v1 to B, in one batch (one Effects).
+    let mut fx = Effects::default();
+    let now = w.now + secs(30);
+    w.d.handle(
+        now,
+        Command::Resolve {
+            alert_id: a.clone(),
+            by: Actor::Operator,
+            outcome: "helped".into(),
+            note: None,
+        },
+        &mut fx,
+    )
+    .unwrap();
+    w.d.handle(
+        now,
+        Command::Assign {
+            alert_id: b.clone(),
+            volunteer_id: vid("v1"),
+        },
+        &mut fx,
+    )
+    .unwrap();
+    let v1 = fx.volunteers.iter().find(|v| v.id == vid("v1")).unwrap();
+    assert_eq!(v1.busy_alert.as_ref(), Some(&b));
+    // The store holds v1 busy with A: that is what the claim may replace.
+    assert_eq!(fx.busy_before.get(&vid("v1")), Some(&Some(a)));
 }

@@ -194,6 +194,7 @@ impl From<CallError> for ApiError {
         match e {
             CallError::Refused(d) => d.into(),
             CallError::Unavailable(cause) => ApiError::Unavailable(cause),
+            CallError::Failed(cause) => ApiError::Internal(cause),
             CallError::Stopped => ApiError::Unavailable("the engine is stopping".into()),
         }
     }

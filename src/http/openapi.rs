@@ -49,7 +49,9 @@ pub const EXTENSIONS: &[&str] = &[
      and `cancelled`.",
     "Rejected band messages are counted with the `reason` labels too_large, not_json, \
      invalid_field, unknown_topic, invalid_device_id, unknown_device, nothing_to_cancel, and \
-     overloaded (a QoS 0 heartbeat dropped while more than 10,000 messages wait).",
+     overloaded (a QoS 0 heartbeat dropped while more than 10,000 messages wait), as well as \
+     the contract's rate_limited, and store_refused (an error that would recur on every retry).",
+    "Breach timeline events are stamped at the deadline itself, even when recorded later.",
     "Listed devices carry `low_battery`; `GET /v1/me` lists pending offers with `offered_at` and \
      `pressed_at`, and `current_alert` carries the senior's card.",
     "`GET /v1/alerts` takes at most 1000 alerts per call (a larger `limit` is lowered; 0 is a \

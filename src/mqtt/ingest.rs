@@ -71,6 +71,67 @@ pub fn count_message(topic: &str, outcome: &'static str) {
         .increment(1);
 }
 
+/// Alert events a device may send in one second; the excess is rejected
+/// as `rate_limited` (contract §1).
+pub const ALERT_EVENTS_PER_SECOND: u32 = 10;
+
+/// Per device, how many alert events it sent in its current one-second
+/// window. Owned by the ingest loop (no lock). Bounded: windows older than
+/// a second are dropped whenever the map doubles past what it held after
+/// the last sweep, so it holds about the devices heard from in the last
+/// second, whatever a flood sends.
+pub struct RateLimit {
+    per_second: u32,
+    windows: HashMap<String, (std::time::Instant, u32)>,
+    sweep_at: usize,
+}
+
+impl RateLimit {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            windows: HashMap::new(),
+            sweep_at: 1024,
+        }
+    }
+
+    /// Whether one more event from `key` is within its allowance at `now`.
+    pub fn admit(&mut self, key: &str, now: std::time::Instant) -> bool {
+        const WINDOW: Duration = Duration::from_secs(1);
+        if self.windows.len() >= self.sweep_at {
+            self.windows
+                .retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);
+            self.sweep_at = (self.windows.len() * 2).max(1024);
+        }
+        match self.windows.get_mut(key) {
+            Some((start, n)) if now.saturating_duration_since(*start) < WINDOW => {
+                if *n >= self.per_second {
+                    return false;
+                }
+                *n += 1;
+                true
+            }
+            Some(window) => {
+                *window = (now, 1);
+                true
+            }
+            None => {
+                self.windows.insert(key.to_string(), (now, 1));
+                true
+            }
+        }
+    }
+
+    /// Devices currently tracked.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+}
+
 /// Rejections logged one by one per second; past that they are only
 /// counted, and the next line says how many were not logged.
 const REJECT_LOG_PER_SECOND: u64 = 20;
@@ -138,12 +199,15 @@ impl Ingest {
     /// Runs until the inbound stream ends or shutdown; then finishes what
     /// is in flight (unacknowledged messages are redelivered by the broker).
     pub async fn run(self, client: AsyncClient, mut inbound: mpsc::Receiver<Publish>) {
-        let mut in_flight = FuturesOrdered::new();
+        let mut in_flight: FuturesOrdered<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>,
+        > = FuturesOrdered::new();
         // Per band, the completion of its latest alert message: the next one
         // waits for it, so one band's events reach the engine in order (a
         // cancel never overtakes the press it cancels).
         let mut chains: HashMap<String, (u64, oneshot::Receiver<()>)> = HashMap::new();
         let mut seq: u64 = 0;
+        let mut limit = RateLimit::new(ALERT_EVENTS_PER_SECOND);
         let mut open = true;
         loop {
             tokio::select! {
@@ -159,14 +223,26 @@ impl Ingest {
                 message = inbound.recv(), if open && in_flight.len() < MAX_IN_FLIGHT => match message {
                     Some(p) => {
                         seq += 1;
-                        let (previous, turn) = if p.topic.ends_with("/alert") {
+                        let is_alert = p.topic.ends_with("/alert");
+                        if is_alert && !limit.admit(&p.topic, std::time::Instant::now()) {
+                            // Answered at once, acknowledged in its turn;
+                            // it never waits behind the band's other events.
+                            reject(&p.topic, &Reject::RateLimited(ALERT_EVENTS_PER_SECOND));
+                            count_message(&p.topic, REJECTED);
+                            in_flight.push_back(Box::pin(std::future::ready(Done {
+                                ack: (p.qos != QoS::AtMostOnce).then_some(p),
+                                chain: None,
+                            })));
+                            continue;
+                        }
+                        let (previous, turn) = if is_alert {
                             let (tx, rx) = oneshot::channel();
                             let previous = chains.insert(p.topic.clone(), (seq, rx)).map(|(_, rx)| rx);
                             (previous, Some(Turn { key: p.topic.clone(), seq, done: tx }))
                         } else {
                             (None, None)
                         };
-                        in_flight.push_back(self.clone().handle(p, previous, turn));
+                        in_flight.push_back(Box::pin(self.clone().handle(p, previous, turn)));
                     }
                     None => open = false,
                 },
@@ -253,6 +329,12 @@ impl Ingest {
             match self.try_press(topic, &device, &event).await {
                 Ok(outcome) => return Some(outcome),
                 Err(CallError::Stopped) => return None,
+                // Would fail the same way every time: refused and counted,
+                // so that the acknowledgements queued behind it go out.
+                Err(e @ (CallError::Failed(_) | CallError::Refused(_))) => {
+                    reject(topic, &Reject::Refused(e.to_string()));
+                    return Some(REJECTED);
+                }
                 Err(e) => {
                     warn!(error = %e, retry_in = ?backoff, "press not stored yet; retrying");
                     tokio::select! {
@@ -271,7 +353,13 @@ impl Ingest {
         device: &DeviceId,
         event: &AlertEvent,
     ) -> Result<&'static str, CallError> {
-        let unavailable = |e: crate::store::StoreError| CallError::Unavailable(e.to_string());
+        let unavailable = |e: crate::store::StoreError| {
+            if e.is_transient() {
+                CallError::Unavailable(e.to_string())
+            } else {
+                CallError::Failed(e.to_string())
+            }
+        };
         if let Some(seen) = self
             .store
             .find_ingested(device, &event.event_id)
@@ -417,6 +505,43 @@ fn merge(pending: &mut HashMap<DeviceId, Heartbeat>, hb: Heartbeat) {
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    #[test]
+    fn a_device_gets_ten_alert_events_a_second_and_others_are_not_touched() {
+        let mut limit = RateLimit::new(10);
+        let t = Instant::now();
+        let flood = (0..1000)
+            .filter(|_| limit.admit("wristbands/a/alert", t))
+            .count();
+        assert_eq!(flood, 10);
+        assert!(limit.admit("wristbands/b/alert", t));
+        // Still within the first second: nothing more for a.
+        assert!(!limit.admit("wristbands/a/alert", t + Duration::from_millis(999)));
+        // A new second: a new allowance.
+        let next = t + Duration::from_millis(1000);
+        let again = (0..20)
+            .filter(|_| limit.admit("wristbands/a/alert", next))
+            .count();
+        assert_eq!(again, 10);
+    }
+
+    #[test]
+    fn the_rate_limit_forgets_quiet_devices() {
+        let mut limit = RateLimit::new(10);
+        let t = Instant::now();
+        for i in 0..100_000 {
+            // Each device once, a millisecond apart: at most about a
+            // second's worth (1,000) is worth keeping.
+            let now = t + Duration::from_millis(i);
+            assert!(limit.admit(&format!("wristbands/d{i}/alert"), now));
+            assert!(
+                limit.len() <= 2 * 1024 + 1,
+                "{} tracked at {i}",
+                limit.len()
+            );
+        }
+        assert!(!limit.is_empty());
+    }
 
     #[test]
     fn the_log_limiter_admits_a_few_a_second_and_counts_the_rest() {

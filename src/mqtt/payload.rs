@@ -56,6 +56,16 @@ pub enum Reject {
     /// dropped so that memory stays bounded (the band's next one will do).
     #[error("dropped: {0} messages are waiting to be taken in")]
     Overloaded(usize),
+    /// An alert event past the band's allowance of alert events a second
+    /// (its active alert stays as it is; a band that hears no `received`
+    /// sends the event again).
+    #[error("more than {0} alert events a second from this device")]
+    RateLimited(u32),
+    /// The store refused the event for good (not an outage: an error that
+    /// would recur on every retry). Counted and acknowledged so that one bad
+    /// row cannot stall every band's intake behind it.
+    #[error("the store refused it: {0}")]
+    Refused(String),
 }
 
 impl Reject {
@@ -69,6 +79,8 @@ impl Reject {
             Reject::UnknownDevice(_) => "unknown_device",
             Reject::NothingToCancel => "nothing_to_cancel",
             Reject::Overloaded(_) => "overloaded",
+            Reject::RateLimited(_) => "rate_limited",
+            Reject::Refused(_) => "store_refused",
         }
     }
 }

@@ -48,6 +48,53 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// Whether the same request may succeed later: the database is down,
+    /// busy or out of resources, or a transaction lost a race. False for
+    /// what would recur on every retry (a row that cannot be read, a
+    /// statement the database refuses for its content): retrying those
+    /// forever would stall whatever waits behind them.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Conflict(_) => true,
+            StoreError::Database(e) => sqlx_is_transient(e),
+            StoreError::NotFound(_)
+            | StoreError::IdTaken { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl(_) => false,
+        }
+    }
+}
+
+fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| code_is_transient(&c)),
+        _ => false,
+    }
+}
+
+/// SQLite's result codes are numbers (the primary code in the low byte);
+/// PostgreSQL's SQLSTATEs are five characters, their class the first two.
+fn code_is_transient(code: &str) -> bool {
+    if code.len() == 5 {
+        // Connection exception, transaction rollback (serialization,
+        // deadlock), insufficient resources, operator intervention (shut
+        // down, cannot connect now), system error.
+        return matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"));
+    }
+    // SQLite's extended codes have at most four digits. BUSY, LOCKED,
+    // NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL.
+    code.parse::<i32>()
+        .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15))
+}
+
 /// Which alerts a listing wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertFilter {
@@ -175,5 +222,36 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError>
         Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_races_are_transient_bad_rows_are_not() {
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(StoreError::Conflict("busy".into()).is_transient());
+        assert!(!StoreError::Corrupt("lat is NaN".into()).is_transient());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_transient());
+        assert!(!StoreError::Database(sqlx::Error::ColumnNotFound("x".into())).is_transient());
+        // SQLite: BUSY, BUSY_SNAPSHOT (517), IOERR_FSYNC (1034); not
+        // CONSTRAINT (19) or MISMATCH (20).
+        for code in ["5", "517", "1034", "13"] {
+            assert!(code_is_transient(code), "{code}");
+        }
+        for code in ["19", "2067", "20", "1"] {
+            assert!(!code_is_transient(code), "{code}");
+        }
+        // PostgreSQL: admin shutdown, cannot connect now, serialization
+        // failure, deadlock, connection failure; not unique violation,
+        // invalid text, undefined column.
+        for code in ["57P01", "57P03", "40001", "40P01", "08006", "53300"] {
+            assert!(code_is_transient(code), "{code}");
+        }
+        for code in ["23505", "22021", "42703"] {
+            assert!(!code_is_transient(code), "{code}");
+        }
     }
 }

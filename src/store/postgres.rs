@@ -14,6 +14,11 @@ use crate::domain::registry::Heartbeat;
 
 /// Connections in the pool.
 const POOL_SIZE: u32 = 10;
+/// How long a query waits for a connection before it fails (sqlx would
+/// wait 30 s, retrying a server that refuses): while the database is down,
+/// a write answers 503 within this, and the engine moves on to its
+/// recovery, where further writes are refused at once.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A [`Store`](super::Store) in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -28,6 +33,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -163,11 +163,13 @@ pub(super) const UPSERT_OFFER: &str = "INSERT INTO offers \
 pub(super) const INSERT_TIMELINE: &str = "INSERT INTO timeline \
      (alert_id, at, kind, volunteer_id, distance_m, eta_s, actor, reason, outcome, note, \
      event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-/// The atomic claim: a volunteer busy with another alert is not taken.
-/// The cast keeps `$5 IS NULL` typed on PostgreSQL and is valid SQLite.
+/// The atomic claim: a volunteer busy with another alert is not taken,
+/// unless it is the alert the batch itself freed them from (`$7`). The
+/// casts keep the parameters typed on PostgreSQL and are valid SQLite.
 pub(super) const CLAIM_VOLUNTEER: &str = "UPDATE volunteers SET on_duty = $2, lat = $3, \
      lon = $4, location_at = $6, busy_alert = $5 WHERE id = $1 \
-     AND (busy_alert IS NULL OR busy_alert = $5 OR CAST($5 AS TEXT) IS NULL)";
+     AND (busy_alert IS NULL OR busy_alert = $5 OR CAST($5 AS TEXT) IS NULL \
+     OR busy_alert = CAST($7 AS TEXT))";
 pub(super) const INSERT_INGESTED: &str = "INSERT INTO ingested_events \
      (device_id, event_id, alert_id, at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (device_id, event_id) DO NOTHING";
@@ -1119,6 +1121,12 @@ macro_rules! impl_store {
                             .bind(v.position.map(|p| p.lon()))
                             .bind(v.busy_alert.as_ref().map(|a| a.as_str()))
                             .bind(v.location_at.as_ref().map(sql::ms))
+                            .bind(
+                                fx.busy_before
+                                    .get(&v.id)
+                                    .and_then(|b| b.as_ref())
+                                    .map(|a| a.as_str()),
+                            )
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();

@@ -32,44 +32,9 @@ async fn app_on(kind: Kind) -> (TestApp, Option<PrivateMosquitto>) {
             (app, None)
         }
         Kind::Mosquitto => {
-            let m = mosquitto::start().await;
-            let service = unique("onepress-svc");
-            let password = onepress::access::secret::new_secret();
-            let (port, pw, acl, pid) = (
-                m.port,
-                m.password_file.clone(),
-                m.acl_file.clone(),
-                m.pid_file.clone(),
-            );
-            let app = spawn_app_with(Backend::SqliteEmbedded, move |s| {
-                s.mqtt_url = format!("mqtt://{service}:{password}@127.0.0.1:{port}");
-                // With use_username_as_clientid, the client id is the user.
-                s.mqtt_client_id = service;
-                s.mosquitto_password_file = Some(pw);
-                s.mosquitto_acl_file = Some(acl);
-                s.mosquitto_pid_file = Some(pid);
-            })
-            .await
-            .expect("the app runs on the private Mosquitto");
+            let (app, m) = mosquitto::spawn_app(Backend::SqliteEmbedded).await;
             (app, Some(m))
         }
-    }
-}
-
-/// Connects, retrying while the broker has not taken a just-issued login in
-/// yet (Mosquitto reloads its files a few milliseconds after the change).
-async fn connects(app: &TestApp, login: Login) -> Mqtt {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match Mqtt::try_connect(&app.mqtt.0, app.mqtt.1, login.clone()).await {
-            Ok(m) => return m,
-            Err(e) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} could not log in: {e:?}",
-                login.username
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -136,7 +101,7 @@ async fn matrix(kind: Kind) {
     let home = Some((30.5101, 120.6805));
     let (_, mine) = app.senior_with_band(home).await;
     let (_, victim) = app.senior_with_band(home).await;
-    let admin = connects(&app, app.admin_login("admin")).await;
+    let admin = mosquitto::connects(&app, app.admin_login("admin")).await;
 
     // Anonymous, unknown and wrong credentials.
     let mut anon = Mqtt::connect(&app.mqtt.0, app.mqtt.1, None).await;
@@ -158,9 +123,9 @@ async fn matrix(kind: Kind) {
     assert!(is_login_refusal(&refused(&app, unknown).await));
 
     // The band itself: connects, reads its own notices, presses.
-    let mut band = connects(&app, mine_login.clone()).await;
+    let mut band = mosquitto::connects(&app, mine_login.clone()).await;
     band.subscribe(&format!("wristbands/{mine}/notify")).await;
-    let mut victim_band = connects(&app, victim_login.clone()).await;
+    let mut victim_band = mosquitto::connects(&app, victim_login.clone()).await;
     victim_band
         .subscribe(&format!("wristbands/{victim}/notify"))
         .await;
@@ -240,7 +205,7 @@ async fn matrix(kind: Kind) {
     // A will aimed at another band's alert topic.
     let (_, third) = app.senior_with_band(home).await;
     let third_login = app.band_login(&third).await;
-    let _ = connects(&app, third_login.clone()).await; // the login works
+    let _ = mosquitto::connects(&app, third_login.clone()).await; // the login works
     let mut with_will = Mqtt::connect_with_will(
         &app.mqtt.0,
         app.mqtt.1,
@@ -270,7 +235,7 @@ async fn matrix(kind: Kind) {
         username: vol.clone(),
         password: token.clone(),
     };
-    let mut phone = connects(&app, phone_login.clone()).await;
+    let mut phone = mosquitto::connects(&app, phone_login.clone()).await;
     phone.subscribe(&format!("volunteers/{vol}/offers")).await;
     let other_offers = format!("volunteers/{vol2}/offers");
     cannot_read(&mut phone, &other_offers, &other_offers, &admin).await;
@@ -291,7 +256,7 @@ async fn matrix(kind: Kind) {
         username: s(&r.body, "username").into(),
         password: s(&r.body, "password").into(),
     };
-    let mut gateway = connects(&app, gw_login).await;
+    let mut gateway = mosquitto::connects(&app, gw_login).await;
     gateway.subscribe("wristbands/+/notify").await;
     cannot_read(&mut gateway, "volunteers/+/offers", &other_offers, &admin).await;
     gateway.press(&third, "via-gateway", "sos", None).await;
@@ -311,11 +276,11 @@ async fn matrix(kind: Kind) {
     // Replacing a secret or a token cuts off the live connection at once,
     // and the old one no longer logs in.
     drop(band);
-    let mut band = connects(&app, mine_login.clone()).await;
+    let mut band = mosquitto::connects(&app, mine_login.clone()).await;
     let new_login = app.band_login(&mine).await;
     band.expect_cut_off(10).await;
     assert!(is_login_refusal(&refused(&app, mine_login).await));
-    drop(connects(&app, new_login).await);
+    drop(mosquitto::connects(&app, new_login).await);
     let r = app
         .op("POST", &format!("/v1/volunteers/{vol}/token"), None)
         .await;

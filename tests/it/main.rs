@@ -6,6 +6,7 @@ mod access;
 mod burst;
 mod common;
 mod faults;
+mod flood;
 mod http;
 mod ingest;
 mod lifecycle;

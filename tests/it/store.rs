@@ -92,6 +92,7 @@ on_both_engines!(
     registry_round_trip,
     commit_and_snapshot_round_trip,
     busy_volunteer_claim_conflicts_and_rolls_back,
+    one_batch_frees_and_claims_the_same_volunteer,
     unknown_volunteer_claim_conflicts,
     device_of_unknown_senior_is_not_found,
     tokens_are_set_found_and_replaced,
@@ -384,6 +385,7 @@ async fn commit_and_snapshot_round_trip(store: &Db) {
         ],
         outgoing: vec![],
         milestones: vec![],
+        busy_before: Default::default(),
     };
     store.commit(&fx).await.expect("commit");
 
@@ -448,6 +450,7 @@ async fn busy_volunteer_claim_conflicts_and_rolls_back(store: &Db) {
         ingested: vec![ingested(2, "ev-a2", Some("a2"), t(10))],
         outgoing: vec![],
         milestones: vec![],
+        busy_before: Default::default(),
     };
     match store.commit(&other).await {
         Err(StoreError::Conflict(msg)) => assert!(msg.contains("v1"), "{msg}"),
@@ -481,6 +484,52 @@ async fn busy_volunteer_claim_conflicts_and_rolls_back(store: &Db) {
     store.commit(&retry).await.expect("claim v1 for a2");
     let v1 = store.get_volunteer(&vid("v1")).await.unwrap().expect("v1");
     assert!(v1.busy);
+    assert_eq!(v1.busy_alert, Some(aid("a2")));
+}
+
+/// Resolve A, then assign the same volunteer to B, in one batch: the store
+/// still holds them busy with A, and the claim for B must take that row.
+async fn one_batch_frees_and_claims_the_same_volunteer(store: &Db) {
+    seed(store).await;
+    let a1 = alert("a1", 1, AlertState::Accepted, t(0));
+    let claim = Effects {
+        alerts: vec![a1.clone()],
+        volunteers: vec![volunteer("v1", Some("a1"))],
+        ..Effects::default()
+    };
+    store.commit(&claim).await.expect("claim v1 for a1");
+
+    let mut resolved = a1.clone();
+    resolved.state = AlertState::Resolved;
+    resolved.resolved_at = Some(t(60));
+    let a2 = alert("a2", 2, AlertState::Accepted, t(30));
+    let batch = Effects {
+        alerts: vec![resolved, a2],
+        volunteers: vec![volunteer("v1", Some("a2"))],
+        busy_before: [(vid("v1"), Some(aid("a1")))].into(),
+        ..Effects::default()
+    };
+    store
+        .commit(&batch)
+        .await
+        .expect("free v1 from a1 and claim them for a2 in one batch");
+    let v1 = store.get_volunteer(&vid("v1")).await.unwrap().expect("v1");
+    assert_eq!(v1.busy_alert, Some(aid("a2")));
+
+    // What the batch did not free stays protected: a third alert cannot
+    // take v1 from a2 by saying it freed them from a1.
+    let a3 = alert("a3", 1, AlertState::Accepted, t(90));
+    let stale = Effects {
+        alerts: vec![a3],
+        volunteers: vec![volunteer("v1", Some("a3"))],
+        busy_before: [(vid("v1"), Some(aid("a1")))].into(),
+        ..Effects::default()
+    };
+    match store.commit(&stale).await {
+        Err(StoreError::Conflict(msg)) => assert!(msg.contains("v1"), "{msg}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let v1 = store.get_volunteer(&vid("v1")).await.unwrap().expect("v1");
     assert_eq!(v1.busy_alert, Some(aid("a2")));
 }
 

@@ -675,6 +675,19 @@ impl Mqtt {
         }
     }
 
+    /// The next retained message on `topic` within `ms`, if any.
+    pub async fn try_retained(&mut self, topic: &str, ms: u64) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(m)) if m.topic == topic && m.retain => return Some(m.body),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
     /// Asserts that no message matching `pred` arrives on `topic` for `ms`.
     pub async fn expect_none(&mut self, topic: &str, ms: u64, pred: impl Fn(&Value) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);

@@ -122,3 +122,47 @@ pub async fn start() -> PrivateMosquitto {
     m.wait_listening().await;
     m
 }
+
+/// An app on `backend`'s store whose broker is a private Mosquitto from the
+/// shipped configuration, with the service writing its password and ACL
+/// files: nothing it does reaches the machine's shared broker, and nothing
+/// another test does reaches it.
+pub async fn spawn_app(backend: super::Backend) -> (super::TestApp, PrivateMosquitto) {
+    let m = start().await;
+    let service = super::unique("onepress-svc");
+    let password = onepress::access::secret::new_secret();
+    let (port, pw, acl, pid) = (
+        m.port,
+        m.password_file.clone(),
+        m.acl_file.clone(),
+        m.pid_file.clone(),
+    );
+    let app = super::spawn_app_with(backend, move |s| {
+        s.mqtt_url = format!("mqtt://{service}:{password}@127.0.0.1:{port}");
+        // With use_username_as_clientid, the client id is the user.
+        s.mqtt_client_id = service;
+        s.mosquitto_password_file = Some(pw);
+        s.mosquitto_acl_file = Some(acl);
+        s.mosquitto_pid_file = Some(pid);
+    })
+    .await
+    .expect("the app runs on the private Mosquitto");
+    (app, m)
+}
+
+/// Connects, retrying while the broker has not taken a just-issued login in
+/// yet (Mosquitto reloads its files a few milliseconds after the change).
+pub async fn connects(app: &super::TestApp, login: super::Login) -> super::Mqtt {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match super::Mqtt::try_connect(&app.mqtt.0, app.mqtt.1, login.clone()).await {
+            Ok(m) => return m,
+            Err(e) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} could not log in: {e:?}",
+                login.username
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
