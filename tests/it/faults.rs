@@ -43,8 +43,10 @@ const RESEND_AFTER: Duration = Duration::from_secs(10);
 /// The targets the service runs with (set explicitly: deadlines are checked).
 const RESPONSE_TARGET: chrono::Duration = chrono::Duration::minutes(3);
 const ARRIVAL_TARGET: chrono::Duration = chrono::Duration::minutes(10);
-/// How long an HTTP write may take to answer while the store is down.
-const PROMPT_503: Duration = Duration::from_secs(2);
+/// How long an HTTP write may take to answer while the store is down:
+/// about 2 s (the service may wait that long for a connection), with room
+/// for a busy CI machine. Not a hang.
+const PROMPT_503: Duration = Duration::from_secs(3);
 
 on_both_backends!(sigkill_under_load);
 
@@ -1006,6 +1008,12 @@ async fn database_outage_under_load() {
     let load = Instant::now();
     fleet.stream(load, OUTAGE_SPREAD);
     tokio::time::sleep_until(load + OUTAGE_FROM).await;
+    // An alert to try to cancel during the outage (which must not cancel it).
+    let cancelled = rig
+        .alerts()
+        .await
+        .and_then(|list| list.last().map(|a| s(a, "id").to_string()))
+        .expect("alerts before the outage");
     pg.stop().await;
     let down = Instant::now();
 
@@ -1021,9 +1029,12 @@ async fn database_outage_under_load() {
     if to_503.is_none() {
         problems.push("/readyz did not answer 503 within 5 s of the store going down".into());
     }
-    // Writes: a volunteer going on duty, an operator registering a band.
+    // Writes: a volunteer going on duty, an operator registering a band
+    // (both read the store first), an operator cancelling an alert (straight
+    // to the engine).
     let device_path = format!("/v1/devices/{}", unique("band"));
-    let ((duty, p1), (device, p2)) = tokio::join!(
+    let cancel_path = format!("/v1/alerts/{cancelled}/cancel");
+    let ((duty, p1), (device, p2), (cancel, p3)) = tokio::join!(
         timed_write(
             &rig,
             "going on duty",
@@ -1040,8 +1051,16 @@ async fn database_outage_under_load() {
             &rig.token,
             json!({"senior_id": spare_senior}),
         ),
+        timed_write(
+            &rig,
+            "cancelling an alert",
+            "POST",
+            &cancel_path,
+            &rig.token,
+            json!({"reason": "fault test"}),
+        ),
     );
-    problems.extend(p1.into_iter().chain(p2));
+    problems.extend(p1.into_iter().chain(p2).chain(p3));
     // Until the end of the outage: still alive, still not ready.
     let mut ready_during = 0;
     while down.elapsed() < OUTAGE {
@@ -1127,7 +1146,7 @@ async fn database_outage_under_load() {
     eprintln!(
         "faults: database_outage_under_load: presses {} (sends {}; resent after a broker PUBACK {}), stored {}, lost {}, duplicated {}, \
          unacknowledged {}; outage {}; pressed during it {held}, acknowledged during it {acked}; /readyz 503 after {}; \
-         writes answered in {} (duty) and {} (band); ready again {} after restart; \
+         writes answered in {} (duty), {} (band) and {} (cancel); ready again {} after restart; \
          catch-up {}; every alert offered anew {} later; test time {}",
         t.presses,
         t.sends,
@@ -1140,6 +1159,7 @@ async fn database_outage_under_load() {
         to_503.map_or("never".into(), secs),
         secs(duty),
         secs(device),
+        secs(cancel),
         ready_again.map_or("never".into(), secs),
         catch_up,
         all_offered.map_or("never".into(), secs),
