@@ -349,15 +349,14 @@ impl Application {
 
     /// Serves until the shutdown token is cancelled, then stops in order.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let shutdown = self.shutdown.clone();
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        let served = serve.await;
-        // HTTP may also end on its own (an accept error): stop the rest.
+        http::serve::serve(
+            self.listener,
+            self.router,
+            self.shutdown.clone(),
+            self.grace,
+        )
+        .await;
         self.shutdown.cancel();
-        if let Err(e) = &served {
-            error!(error = %e, "HTTP server stopped");
-        }
         for (name, task) in self.workers {
             match tokio::time::timeout(self.grace, task).await {
                 Ok(Ok(())) => info!(task = name, "stopped"),
@@ -384,7 +383,7 @@ impl Application {
         if let Some(why) = self.died.lock().unwrap_or_else(|e| e.into_inner()).take() {
             anyhow::bail!(why);
         }
-        served.map_err(Into::into)
+        Ok(())
     }
 }
 

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod pages;
 pub mod qr;
 pub mod registry;
+pub mod serve;
 pub mod stats;
 pub mod validate;
 pub mod volunteer;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rumqttc::QoS;
 use serde_json::json;
 
-use crate::common::{Backend, TestApp, mosquitto, s, spawn_app};
+use crate::common::{Backend, mosquitto, s};
 use crate::lifecycle::wait_for_device_alert;
 use crate::on_both_backends;
 
@@ -20,20 +20,8 @@ on_both_backends!(a_flood_from_one_band_never_holds_up_another_bands_press);
 const FLOOD_FOR: Duration = Duration::from_secs(3);
 
 async fn a_flood_from_one_band_never_holds_up_another_bands_press(backend: Backend) {
-    let (app, _broker): (TestApp, _) = match backend {
-        Backend::SqliteEmbedded => {
-            let Some(app) = spawn_app(backend).await else {
-                return;
-            };
-            (app, None)
-        }
-        Backend::PostgresMosquitto => {
-            if crate::common::backend_settings(backend).await.is_none() {
-                return;
-            }
-            let (app, m) = mosquitto::spawn_app(backend).await;
-            (app, Some(m))
-        }
+    let Some((app, _broker)) = crate::common::isolated_app(backend).await else {
+        return;
     };
     let (_, flooder) = app.senior_with_band(Some((30.51, 120.68))).await;
     let (_, other) = app.senior_with_band(Some((30.52, 120.69))).await;

@@ -724,3 +724,37 @@ async fn a_stalled_body_is_cut_off() {
     let r = app.op("GET", "/v1/seniors/s-slow", None).await;
     assert_eq!(r.status, 404, "nothing half written");
 }
+
+/// A client that trickles its headers (slowloris) is cut off once the
+/// header timeout (10 s) passes, one that opens a connection and says
+/// nothing once the idle timeout (30 s) passes, and the service answers
+/// everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(Backend::SqliteEmbedded).await.unwrap();
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickle
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let r = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(r.status, 200, "others are served meanwhile");
+    for (name, sock) in [("trickling", &mut trickle), ("idle", &mut idle)] {
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(45), sock.read(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("the {name} connection was still open after 45 s"))
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]);
+        // Closed, or told 408 first.
+        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{name}: {text}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "cut off before the timeout"
+    );
+}

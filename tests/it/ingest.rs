@@ -13,7 +13,7 @@ on_both_backends!(
 );
 
 async fn bad_input_is_counted_and_the_service_goes_on(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
+    let Some((app, _broker)) = crate::common::isolated_app(backend).await else {
         return;
     };
     let (_, device) = app.senior_with_band(Some((30.51, 120.68))).await;

@@ -440,7 +440,7 @@ async fn wait_grown(app: &TestApp, before: &str, expected: &[Growth<'_>]) {
 }
 
 async fn metrics_count_the_flow(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |s| {
+    let Some((app, _broker)) = crate::common::isolated_app_with(backend, |s| {
         s.response_target = Duration::from_secs(2);
     })
     .await

@@ -186,7 +186,8 @@ async fn kill_9_with_an_open_alert_carries_on(backend: Backend) {
         // Delivered from the persistent session after the restart.
         wait_for_device_alert(&app, &device2).await;
     }
-    let _ = service.child.kill();
+    drop(service);
+    crate::common::forget_session(&app.settings).await;
 }
 
 async fn sigterm_stops_cleanly(backend: Backend) {
@@ -214,6 +215,7 @@ async fn sigterm_stops_cleanly(backend: Backend) {
     loop {
         if let Some(exit) = service.child.try_wait().expect("try_wait") {
             assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
+            crate::common::forget_session(&app.settings).await;
             break;
         }
         assert!(
@@ -335,5 +337,6 @@ async fn a_restart_publishes_again_what_bands_and_phones_should_hold(backend: Ba
     .await;
     assert_eq!(s(&notice, "state"), "received", "{notice}");
     assert_eq!(s(&notice, "event_id"), "e-1", "{notice}");
-    let _ = service.child.kill();
+    drop(service);
+    crate::common::forget_session(&app.settings).await;
 }

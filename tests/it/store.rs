@@ -29,6 +29,10 @@ macro_rules! on_both_engines {
             }
 
             #[tokio::test]
+            #[cfg_attr(
+                onepress_no_test_postgres,
+                ignore = "set ONEPRESS_TEST_DATABASE_URL to test PostgreSQL"
+            )]
             async fn postgres() {
                 match super::Db::postgres().await {
                     Some(db) => super::$name(&db).await,

@@ -4,7 +4,13 @@
 //! - SQLite + the embedded broker (always), and
 //! - PostgreSQL + an external broker (Mosquitto), from
 //!   `ONEPRESS_TEST_DATABASE_URL` and `ONEPRESS_TEST_MQTT_URL`. Outside CI a
-//!   missing variable skips that variant with a note; with `CI` set it fails.
+//!   variable missing at build time makes that variant `#[ignore]`d with the
+//!   reason (see build.rs), so the summary counts it; with `CI` set a
+//!   missing server fails the run.
+//!
+//! A service under test keeps a persistent session on the shared broker;
+//! [`forget_session`] ends it when the app stops, so test runs leave no
+//! sessions (and no queues of other tests' messages) behind.
 //!
 //! `Mqtt` is a real MQTT client playing a band or a phone.
 
@@ -22,6 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use mosquitto::PrivateMosquitto;
 use onepress::app::Application;
 use onepress::config::{Secret, Settings};
 
@@ -46,6 +53,10 @@ macro_rules! on_both_backends {
                     super::$name($crate::common::Backend::SqliteEmbedded).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    any(onepress_no_test_postgres, onepress_no_test_mosquitto),
+                    ignore = "set ONEPRESS_TEST_DATABASE_URL and ONEPRESS_TEST_MQTT_URL to test PostgreSQL + Mosquitto"
+                )]
                 async fn postgres_mosquitto() {
                     super::$name($crate::common::Backend::PostgresMosquitto).await
                 }
@@ -172,6 +183,30 @@ pub async fn spawn_app_with(
     Some(t)
 }
 
+/// The app under test on `backend`, its PostgreSQL variant on a private
+/// Mosquitto: on the shared broker it would see (and count in its metrics)
+/// every other test's presses, and they its own. For tests that assert
+/// counts.
+pub async fn isolated_app(backend: Backend) -> Option<(TestApp, Option<PrivateMosquitto>)> {
+    isolated_app_with(backend, |_| {}).await
+}
+
+/// [`isolated_app`] with settings adjusted by `adjust` first.
+pub async fn isolated_app_with(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> Option<(TestApp, Option<PrivateMosquitto>)> {
+    match backend {
+        Backend::SqliteEmbedded => Some((spawn_app_with(backend, adjust).await?, None)),
+        Backend::PostgresMosquitto => {
+            // Fails in CI, skips elsewhere, as for any PostgreSQL test.
+            backend_settings(backend).await?;
+            let (app, m) = mosquitto::spawn_app_with(backend, adjust).await;
+            Some((app, Some(m)))
+        }
+    }
+}
+
 impl TestApp {
     /// A handle on a service running elsewhere (a child process).
     pub fn external(
@@ -196,7 +231,69 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // Not stopped by `stop`: once the app is gone (its runtime may be
+        // shutting down with the test), end its session from a thread of
+        // its own.
+        if let Some(task) = self.task.take() {
+            let settings = self.settings.clone();
+            let forget = std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !task.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(forget_session(&settings));
+                }
+            });
+            // Wait for it where the runtime allows (the test process may
+            // end right after this drop), letting the app's tasks run on.
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if multi_thread {
+                tokio::task::block_in_place(|| {
+                    let _ = forget.join();
+                });
+            }
+        }
     }
+}
+
+/// Ends the persistent session a service kept on the shared broker under
+/// its (unique, per test) client id: a clean-session connect under that id
+/// makes the broker discard it and whatever it queued. Nothing to do on the
+/// embedded broker or a private one (they die with the test).
+pub async fn forget_session(settings: &Settings) {
+    let Some(rest) = settings.mqtt_url.strip_prefix("mqtt://") else {
+        return;
+    };
+    if rest.contains('@') {
+        return; // a private broker, with the service's own login
+    }
+    let Some((host, port)) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+    else {
+        return;
+    };
+    let mut opts = MqttOptions::new(settings.mqtt_client_id.clone(), host, port);
+    opts.set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    let _ = client.try_disconnect();
+                }
+                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// An HTTP answer: status and JSON body (Null when empty or not JSON).
@@ -232,6 +329,7 @@ impl TestApp {
                 .expect("the app stops in time")
                 .expect("the app task ends");
             r.expect("the app stops cleanly");
+            forget_session(&self.settings).await;
         }
     }
 
@@ -424,9 +522,8 @@ impl TestApp {
             username: id,
             password: s(&r.body, "password").to_string(),
         };
-        Mqtt::try_connect(&self.mqtt.0, self.mqtt.1, login)
-            .await
-            .expect("the gateway logs in")
+        // Retried: Mosquitto takes a new login in a moment after it is issued.
+        mosquitto::connects(self, login).await
     }
 
     /// A volunteer's phone, logged in with the volunteer's token.

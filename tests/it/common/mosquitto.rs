@@ -128,6 +128,14 @@ pub async fn start() -> PrivateMosquitto {
 /// files: nothing it does reaches the machine's shared broker, and nothing
 /// another test does reaches it.
 pub async fn spawn_app(backend: super::Backend) -> (super::TestApp, PrivateMosquitto) {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// [`spawn_app`] with settings adjusted by `adjust` first.
+pub async fn spawn_app_with(
+    backend: super::Backend,
+    adjust: impl FnOnce(&mut onepress::config::Settings),
+) -> (super::TestApp, PrivateMosquitto) {
     let m = start().await;
     let service = super::unique("onepress-svc");
     let password = onepress::access::secret::new_secret();
@@ -138,6 +146,7 @@ pub async fn spawn_app(backend: super::Backend) -> (super::TestApp, PrivateMosqu
         m.pid_file.clone(),
     );
     let app = super::spawn_app_with(backend, move |s| {
+        adjust(s);
         s.mqtt_url = format!("mqtt://{service}:{password}@127.0.0.1:{port}");
         // With use_username_as_clientid, the client id is the user.
         s.mqtt_client_id = service;
