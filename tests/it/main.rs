@@ -5,6 +5,7 @@
 mod access;
 mod burst;
 mod common;
+mod faults;
 mod flood;
 mod http;
 mod ingest;

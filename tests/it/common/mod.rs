@@ -18,6 +18,8 @@
 
 pub mod db;
 pub mod mosquitto;
+pub mod pg;
+pub mod service;
 
 use std::time::Duration;
 

@@ -1,14 +1,16 @@
 //! A private Mosquitto for one test: the shipped `config/mosquitto.conf`
 //! (access enforced from the files onepress writes), on a free port, with
 //! its files in a temporary directory. Never the machine's shared broker.
-//! Stopped (SIGKILL) when dropped.
+//! A test may kill it (SIGKILL) and start it again on the same port and
+//! files; it is killed when dropped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub struct PrivateMosquitto {
-    child: Child,
+    child: Option<Child>,
+    conf_path: PathBuf,
     pub port: u16,
     pub password_file: PathBuf,
     pub acl_file: PathBuf,
@@ -18,9 +20,55 @@ pub struct PrivateMosquitto {
 
 impl Drop for PrivateMosquitto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+impl PrivateMosquitto {
+    /// SIGKILL, as in a crash: what it had not saved yet is lost (the
+    /// shipped configuration saves its persistence file only now and then,
+    /// and at a clean stop).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Gone with the process; the next start writes it again.
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+
+    /// Starts it again after [`PrivateMosquitto::kill`]: same port, same
+    /// configuration, password, ACL and persistence files.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "Mosquitto is still running");
+        self.child = Some(spawn(&self.conf_path));
+        self.wait_listening().await;
+    }
+
+    async fn wait_listening(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+            || !self.pid_file.exists()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the private Mosquitto did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn spawn(conf_path: &std::path::Path) -> Child {
+    Command::new("mosquitto")
+        .arg("-c")
+        .arg(conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto runs (apt-get install mosquitto)")
 }
 
 fn free_port() -> u16 {
@@ -61,33 +109,17 @@ pub async fn start() -> PrivateMosquitto {
     let acl_file = base.join("auth/acl");
     std::fs::write(&password_file, "").expect("an empty password file");
     std::fs::write(&acl_file, "").expect("an empty acl file");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto runs (apt-get install mosquitto)");
+    let child = spawn(&conf_path);
     let m = PrivateMosquitto {
-        child,
+        child: Some(child),
+        conf_path,
         port,
         password_file,
         acl_file,
         pid_file: base.join("auth/mosquitto.pid"),
         _dir: dir,
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-        || !m.pid_file.exists()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the private Mosquitto did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    m.wait_listening().await;
     m
 }
 
