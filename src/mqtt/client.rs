@@ -139,7 +139,9 @@ async fn poll(
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // At most a second apart: while the service is away from a
+                // broker that came back, presses reach no subscriber.
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }

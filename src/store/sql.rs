@@ -1058,31 +1058,36 @@ macro_rules! impl_store {
                     at: Timestamp,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
-                    if kind == PrincipalKind::Device {
-                        let held = sqlx::query_as::<_, sql::PrincipalRow>(sql::PRINCIPAL)
-                            .bind(id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        match held.map(|row| row.into_domain()).transpose()? {
-                            None => return Err(StoreError::NotFound("device")),
-                            Some(c) if c.kind != kind => {
-                                return Err(StoreError::IdTaken {
-                                    id: id.to_string(),
-                                    kind: c.kind,
-                                });
-                            }
-                            Some(_) => {}
-                        }
-                    } else {
+                    if kind != PrincipalKind::Device {
                         Self::claim_id(&mut tx, id, kind).await?;
                     }
-                    sqlx::query(sql::SET_SECRET)
+                    // The write first: a transaction that reads and then
+                    // writes cannot take SQLite's write lock once another
+                    // writer has committed (BUSY at once, whatever the
+                    // busy timeout), so concurrent secrets would be 503s.
+                    let updated = sqlx::query(sql::SET_SECRET)
                         .bind(id)
                         .bind(kind.as_str())
                         .bind(hash)
                         .bind(sql::ms(&at))
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
+                    if updated == 0 {
+                        // Not a registered band: tell unknown from another kind.
+                        let held = sqlx::query_as::<_, sql::PrincipalRow>(sql::PRINCIPAL)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        tx.rollback().await?;
+                        return Err(match held.map(|row| row.into_domain()).transpose()? {
+                            Some(c) if c.kind != kind => StoreError::IdTaken {
+                                id: id.to_string(),
+                                kind: c.kind,
+                            },
+                            _ => StoreError::NotFound("device"),
+                        });
+                    }
                     tx.commit().await?;
                     Ok(())
                 }

@@ -518,3 +518,46 @@ async fn a_late_band_gets_the_latest_notice_retained(backend: Backend) {
 }
 
 crate::on_both_backends!(a_late_band_gets_the_latest_notice_retained);
+
+crate::on_both_backends!(band_secrets_issued_at_once_all_succeed);
+
+/// Forty band secrets, eight at a time: every one is issued (on SQLite a
+/// transaction that read before writing was refused BUSY at once: 503s).
+async fn band_secrets_issued_at_once_all_succeed(backend: Backend) {
+    use futures::StreamExt;
+    let Some(app) = crate::common::spawn_app(backend).await else {
+        return;
+    };
+    let mut devices = Vec::new();
+    for _ in 0..40 {
+        devices.push(app.senior_with_band(None).await.1);
+    }
+    let statuses: Vec<u16> = futures::stream::iter(devices.iter())
+        .map(|d| {
+            let app = &app;
+            async move {
+                app.op("POST", &format!("/v1/devices/{d}/secret"), None)
+                    .await
+                    .status
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Still: an unknown band is a 404, another kind's id a 409.
+    let r = app
+        .op(
+            "POST",
+            &format!("/v1/devices/{}/secret", unique("nobody")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let (volunteer, _) = app.volunteer("Wang Fang", None).await;
+    let r = app
+        .op("POST", &format!("/v1/devices/{volunteer}/secret"), None)
+        .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    app.stop().await;
+}
