@@ -131,3 +131,54 @@ async fn heartbeats_update_the_device(backend: Backend) {
     }
     app.stop().await;
 }
+
+/// A band whose registration the store cannot read (a corrupt row: not an
+/// outage, so every retry would fail the same way) has its press refused
+/// for good, counted `store_refused` and acknowledged, instead of being
+/// retried forever with every later acknowledgement queued behind it; the
+/// next band's press goes through. SQLite, where the test can corrupt a
+/// row behind the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_cannot_be_read_refuses_one_press_and_stalls_no_other() {
+    use sqlx::Connection;
+    let Some((app, _broker)) = crate::common::isolated_app(Backend::SqliteEmbedded).await else {
+        return;
+    };
+    let (poisoned_senior, poisoned) = app.senior_with_band(Some((30.51, 120.68))).await;
+    let (_, healthy) = app.senior_with_band(Some((30.51, 120.68))).await;
+    let mut db = sqlx::SqliteConnection::connect(&app.settings.database_url)
+        .await
+        .expect("the test opens the service's database");
+    sqlx::query("UPDATE seniors SET contacts = 'not json' WHERE id = ?")
+        .bind(&poisoned_senior)
+        .execute(&mut db)
+        .await
+        .expect("the row is corrupted");
+    db.close().await.ok();
+
+    let mut watcher = app.mqtt_client("watcher").await;
+    watcher.subscribe("wristbands/+/notify").await;
+    let band = app.mqtt_client("band").await;
+    band.press(&poisoned, "e-1", "sos", None).await;
+    band.press(&healthy, "e-1", "sos", None).await;
+    let topic = format!("wristbands/{healthy}/notify");
+    watcher
+        .expect(&topic, 10, |n| s(n, "state") == "received")
+        .await;
+    let refused = "onepress_ingest_rejected_total{reason=\"store_refused\"}";
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.metric(refused).await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the poisoned press was not refused"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // It created nothing, and got no `received`.
+    watcher
+        .expect_none(&format!("wristbands/{poisoned}/notify"), 300, |_| true)
+        .await;
+    let all = app.op("GET", "/v1/alerts?state=all", None).await;
+    assert_eq!(all.body.as_array().map(Vec::len), Some(1), "{:?}", all.body);
+    app.stop().await;
+}
