@@ -76,7 +76,7 @@ async fn a_flood_from_one_band_never_holds_up_another_bands_press(backend: Backe
         .count();
     let allowance = 10 * (took.as_secs() as usize + 2);
     eprintln!(
-        "flood: {sent} events in {took:?} ({:.0}/s); taken into the alert: {taken}; \
+        "flood [{backend:?}]: {sent} events in {took:?} ({:.0}/s); taken into the alert: {taken}; \
          the other band's press answered in {answered:?} (flood still on: {during})",
         sent as f64 / took.as_secs_f64()
     );
