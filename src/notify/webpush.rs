@@ -401,6 +401,11 @@ pub enum PushError {
     /// Nothing was sent: the message is over [`MAX_PAYLOAD`].
     #[error("a push message carries at most {MAX_PAYLOAD} bytes, this one is {len}")]
     PayloadTooLarge { len: usize },
+    /// Nothing was sent: the message is empty. (The encryption would
+    /// declare a record size of 17, below RFC 8188's minimum of 18, which
+    /// a browser may refuse; an empty message has no use here.)
+    #[error("a push message must not be empty")]
+    PayloadEmpty,
     /// The subscription has expired or was cancelled (404 or 410): delete
     /// it, it will never work again.
     #[error("the push subscription is gone ({0})")]
@@ -467,8 +472,8 @@ pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 /// VAPID token for its push service signed by `keys` and naming `subject`,
 /// kept by the push service for at most `ttl` (whole seconds) while the
 /// browser is unreachable, and delivered with `urgency`. Use a client
-/// without redirects, such as [`client`]'s. An oversized payload fails
-/// before anything is sent.
+/// without redirects, such as [`client`]'s. A payload that is empty or
+/// over [`MAX_PAYLOAD`] fails before anything is sent.
 pub async fn send(
     client: &reqwest::Client,
     keys: &VapidKeys,
@@ -500,6 +505,9 @@ fn build_request(
 ) -> Result<http::Request<Vec<u8>>, PushError> {
     if payload.len() > MAX_PAYLOAD {
         return Err(PushError::PayloadTooLarge { len: payload.len() });
+    }
+    if payload.is_empty() {
+        return Err(PushError::PayloadEmpty);
     }
     let uri: http::Uri = sub
         .endpoint
@@ -681,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_payload_fills_exactly_4096_bytes_and_one_more_is_refused() {
+    fn the_largest_payload_fills_exactly_4096_bytes_and_one_more_or_none_is_refused() {
         let browser = Browser::new();
         let sub = browser.subscription("https://push.example.net/x");
         let keys = VapidKeys::generate();
@@ -694,6 +702,9 @@ mod tests {
             .expect_err("too large");
         assert!(matches!(err, PushError::PayloadTooLarge { len } if len == MAX_PAYLOAD + 1));
         assert!(err.to_string().contains("3993"), "{err}");
+
+        let err = request(&keys, &sub, b"", SystemTime::now()).expect_err("empty");
+        assert!(matches!(err, PushError::PayloadEmpty), "{err:?}");
     }
 
     #[test]
@@ -749,7 +760,7 @@ mod tests {
             ("https://push.example.net:443/p", "https://push.example.net"),
         ] {
             let sub = Browser::new().subscription(endpoint);
-            let req = request(&keys, &sub, b"", SystemTime::now()).expect("built");
+            let req = request(&keys, &sub, b"-", SystemTime::now()).expect("built");
             let (t, _) = vapid_parts(&req);
             let claims = b64json(t.split('.').nth(1).expect("claims"));
             assert_eq!(claims["aud"], aud, "{endpoint}");
