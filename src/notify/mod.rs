@@ -13,6 +13,7 @@
 
 pub mod plan;
 pub mod webhook;
+pub mod webpush;
 
 use std::collections::HashSet;
 use std::sync::Arc;

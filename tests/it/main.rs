@@ -14,6 +14,7 @@ mod live;
 mod notify;
 mod openapi;
 mod pages;
+mod push;
 mod qr;
 mod restart;
 mod settings;

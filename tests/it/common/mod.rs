@@ -19,6 +19,7 @@
 pub mod db;
 pub mod mosquitto;
 pub mod pg;
+pub mod push;
 pub mod service;
 
 use std::time::Duration;
