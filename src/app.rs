@@ -26,6 +26,8 @@ use crate::store::{self, Store};
 
 /// Where the hash of a generated operator token is kept.
 const OPERATOR_TOKEN_KEY: &str = "operator_token_sha256";
+/// Where the Web Push (VAPID) private key is kept.
+const VAPID_KEY: &str = "vapid_private_key";
 
 /// How often histogram samples are folded into their buckets between
 /// scrapes (so that memory stays flat when nobody scrapes).
@@ -230,7 +232,33 @@ impl Application {
         let live_alerts = alerts_tx.clone();
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(100_000);
 
+        // The VAPID key pair: generated on first start, kept in the store
+        // (a new one would orphan every browser's subscription).
+        let vapid = {
+            let fresh = notify::webpush::VapidKeys::generate().to_private();
+            let stored = store
+                .init_meta(VAPID_KEY, fresh.expose())
+                .await
+                .context("keeping the Web Push (VAPID) key")?;
+            notify::webpush::VapidKeys::from_private(&stored)
+                .map_err(|e| anyhow::anyhow!("the stored Web Push (VAPID) key is unusable: {e}"))?
+        };
+        let push_policy = if settings.push_allow_loopback {
+            notify::webpush::EndpointPolicy::AllowLoopback
+        } else {
+            notify::webpush::EndpointPolicy::Public
+        };
+        let push_config = http::PushConfig {
+            public_key: vapid.public_key(),
+            policy: push_policy,
+        };
         let channels = notify::Channels {
+            push: Some(notify::PushChannel {
+                keys: vapid,
+                subject: notify::webpush::VapidSubject::parse(&settings.vapid_subject)
+                    .map_err(|_| anyhow::anyhow!("invalid setting vapid_subject"))?,
+                policy: push_policy,
+            }),
             webhook: match (
                 &settings.notify_webhook_url,
                 &settings.notify_webhook_secret,
@@ -309,6 +337,7 @@ impl Application {
             shutdown: shutdown.clone(),
             metrics,
             access,
+            push: push_config,
         });
         info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");
         let workers = [

@@ -87,6 +87,12 @@ pub struct Settings {
     /// The key of the webhook's HMAC-SHA256 signature (at least 16
     /// characters); required with `notify_webhook_url`.
     pub notify_webhook_secret: Option<Secret>,
+    /// Who runs this service, for the push services (RFC 8292 `sub`):
+    /// `mailto:` an address, or an `https:` URL.
+    pub vapid_subject: String,
+    /// Also accept Web Push endpoints on the loopback interface (a push
+    /// service on the same machine, tests). Never in production.
+    pub push_allow_loopback: bool,
 }
 
 impl Default for Settings {
@@ -116,6 +122,8 @@ impl Default for Settings {
             log_format: crate::telemetry::LogFormat::Text,
             notify_webhook_url: None,
             notify_webhook_secret: None,
+            vapid_subject: "mailto:onepress@localhost".into(),
+            push_allow_loopback: false,
         }
     }
 }
@@ -287,6 +295,12 @@ impl Settings {
                     "is required with notify_webhook_secret",
                 );
             }
+        }
+        if crate::notify::webpush::VapidSubject::parse(&self.vapid_subject).is_err() {
+            return invalid(
+                "vapid_subject",
+                "must be mailto:someone@somewhere or an https:// URL",
+            );
         }
         if self.mosquitto_pid_file.is_some() && self.mosquitto_password_file.is_none() {
             return invalid(

@@ -114,3 +114,13 @@ pub struct Credential {
     pub kind: PrincipalKind,
     pub secret_hash: Option<String>,
 }
+
+/// A volunteer's Web Push subscription as stored: the push service's
+/// endpoint and the browser's keys (base64url), checked before they are
+/// stored and again before each use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEndpoint {
+    pub endpoint: String,
+    pub p256dh: String,
+    pub auth: String,
+}

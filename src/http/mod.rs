@@ -20,6 +20,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod push;
 pub mod qr;
 pub mod registry;
 pub mod serve;
@@ -63,6 +64,9 @@ pub struct AppState {
     pub alerts: tokio::sync::broadcast::Sender<crate::domain::Alert>,
     /// Cancelled when the service stops: open live views end on it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The public half of the service's VAPID key, and which push
+    /// endpoints a subscription may name.
+    pub push: PushConfig,
     /// The process's metrics recorder, rendered by `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Who may do what on the broker; told when a credential changes.
@@ -70,6 +74,13 @@ pub struct AppState {
 }
 
 /// The whole API, ready to serve.
+/// What the push routes need.
+#[derive(Clone)]
+pub struct PushConfig {
+    pub public_key: String,
+    pub policy: crate::notify::webpush::EndpointPolicy,
+}
+
 pub fn router(state: AppState) -> Router {
     api_routes()
         .fallback(|| async { ApiError::NoRoute })
@@ -92,6 +103,7 @@ pub fn api_routes() -> Router<AppState> {
         .merge(access::router())
         .merge(qr::router())
         .merge(volunteer::router())
+        .merge(push::router())
         .merge(alerts::router())
         .merge(live::router())
         .merge(stats::router())

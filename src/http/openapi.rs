@@ -25,7 +25,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use super::error::ErrorBody;
-use super::{AppState, access, alerts, health, live, metrics, qr, registry, stats, volunteer};
+use super::{
+    AppState, access, alerts, health, live, metrics, push, qr, registry, stats, volunteer,
+};
 
 /// The name of the bearer security scheme in the document.
 pub const BEARER: &str = "bearer";
@@ -52,6 +54,9 @@ pub const EXTENSIONS: &[&str] = &[
      overloaded (a QoS 0 heartbeat dropped while more than 10,000 messages wait), as well as \
      the contract's rate_limited, and store_refused (an error that would recur on every retry).",
     "Breach timeline events are stamped at the deadline itself, even when recorded later.",
+    "Web Push for volunteers: `GET /v1/push/key` (the VAPID public key, no auth), \
+     `POST /v1/me/push` and `DELETE /v1/me/push` (a browser's push subscription); offers are \
+     pushed to every subscription of the volunteer.",
     "Timeline events of type `notified` record each try of a notification (the signed webhook, \
      `ONEPRESS_NOTIFY_WEBHOOK_URL`): `channel`, `recipient` (`volunteer:<id>`, `operators`, \
      `contacts:<senior id>`), `outcome` (delivered, retrying, failed), `note` (the event: offer, \
@@ -108,6 +113,9 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         volunteer::me,
         volunteer::set_duty,
         volunteer::set_location,
+        push::key,
+        push::subscribe,
+        push::unsubscribe,
         alerts::list_alerts,
         alerts::get_alert,
         alerts::accept,
@@ -266,6 +274,9 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("get", "/v1/me", true),
     ("put", "/v1/me/duty", true),
     ("put", "/v1/me/location", true),
+    ("get", "/v1/push/key", false),
+    ("post", "/v1/me/push", true),
+    ("delete", "/v1/me/push", true),
     ("get", "/v1/alerts", true),
     ("get", "/v1/alerts/{id}", true),
     ("post", "/v1/alerts/{id}/accept", true),

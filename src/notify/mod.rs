@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::domain::registry::PushEndpoint;
 use crate::domain::{Audience, Notification, TimelineEvent, TimelineKind, Timestamp};
 use crate::engine;
 use crate::store::Store;
@@ -46,16 +47,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct Channels {
     pub webhook: Option<Webhook>,
+    pub push: Option<PushChannel>,
+}
+
+/// Web Push: the service's VAPID keys and who it says it is.
+#[derive(Clone)]
+pub struct PushChannel {
+    pub keys: webpush::VapidKeys,
+    pub subject: webpush::VapidSubject,
+    pub policy: webpush::EndpointPolicy,
 }
 
 impl Channels {
     /// Which audiences can be reached at all.
     pub fn reach(&self) -> Reach {
-        let any = self.webhook.is_some();
+        let webhook = self.webhook.is_some();
         Reach {
-            volunteers: any,
-            operators: any,
-            contacts: any,
+            volunteers: webhook || self.push.is_some(),
+            operators: webhook,
+            contacts: webhook,
         }
     }
 }
@@ -67,31 +77,49 @@ pub struct Notifier {
     client: reqwest::Client,
     wake: Arc<Notify>,
     webhook_slots: Arc<Semaphore>,
+    push_slots: Arc<Semaphore>,
 }
 
-/// How one try went.
+/// How one channel's try went.
 enum Tried {
     Delivered,
+    /// Worth another try later.
     Retry(String),
+    /// Would fail again.
     Failed(String),
-    /// Nobody to tell (a senior with no contacts): dropped, counted.
-    Nobody,
+    /// The push service says the subscription is gone: it was removed.
+    Gone(String),
+}
+
+impl Tried {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Tried::Delivered => "delivered",
+            Tried::Retry(_) => "retrying",
+            Tried::Failed(_) => "failed",
+            Tried::Gone(_) => "gone",
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Tried::Delivered => None,
+            Tried::Retry(r) | Tried::Failed(r) | Tried::Gone(r) => Some(r),
+        }
+    }
 }
 
 impl Notifier {
     pub fn new(store: Arc<dyn Store>, channels: Channels, wake: Arc<Notify>) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        // No redirects: a followed 301/302 turns a POST into a GET.
+        let client = webpush::client(REQUEST_TIMEOUT).unwrap_or_else(|_| reqwest::Client::new());
         Self {
             store,
             channels,
             client,
             wake,
             webhook_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
+            push_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
         }
     }
 
@@ -137,37 +165,108 @@ impl Notifier {
         info!("notifier stopped");
     }
 
+    /// Tries every channel the notification's audience has: a volunteer's
+    /// push subscriptions first, and the webhook if none of them took it;
+    /// the webhook alone for the operators and a senior's contacts.
     async fn deliver(&self, n: Notification) {
-        let Some(webhook) = &self.channels.webhook else {
-            return;
-        };
-        let channel = "webhook";
-        let tried = match self.recipients(&n).await {
-            Err(e) => Tried::Retry(e),
-            Ok(None) => Tried::Nobody,
-            Ok(Some(recipients)) => {
-                let Ok(_slot) = self.webhook_slots.acquire().await else {
-                    return;
+        let mut tries: Vec<(&'static str, Tried)> = Vec::new();
+        if let (Audience::Volunteer(v), Some(push)) = (&n.audience, &self.channels.push) {
+            match self.store.push_endpoints(v).await {
+                Ok(subscriptions) => {
+                    for s in subscriptions {
+                        tries.push(("web_push", self.push_one(push, &n, &s).await));
+                    }
+                }
+                Err(e) => tries.push(("web_push", Tried::Retry(e.to_string()))),
+            }
+        }
+        let pushed = tries.iter().any(|(_, t)| matches!(t, Tried::Delivered));
+        if !pushed {
+            if let Some(webhook) = &self.channels.webhook {
+                let tried = match self.recipients(&n).await {
+                    Err(e) => Some(Tried::Retry(e)),
+                    Ok(None) => None,
+                    Ok(Some(recipients)) => Some(self.post(webhook, &n, recipients).await),
                 };
-                let body = json!({
-                    "id": n.id,
-                    "event": n.event,
-                    "alert_id": n.alert_id,
-                    "audience": n.audience.label(),
-                    "recipients": recipients,
-                    "created_at": crate::domain::alert::format_ts(&n.created_at),
-                    "attempt": n.attempts + 1,
-                    "data": serde_json::from_str::<Value>(&n.body).unwrap_or(Value::Null),
-                });
-                let at = engine::now().timestamp();
-                match webhook.send(&self.client, &n.id, &n.event, &body, at).await {
-                    Ok(()) => Tried::Delivered,
-                    Err(SendError::Transient(e)) => Tried::Retry(e),
-                    Err(SendError::Permanent(e)) => Tried::Failed(e),
+                if let Some(tried) = tried {
+                    tries.push(("webhook", tried));
                 }
             }
+        }
+        self.record(&n, tries).await;
+    }
+
+    async fn push_one(&self, push: &PushChannel, n: &Notification, s: &PushEndpoint) -> Tried {
+        let json = webpush::PushSubscriptionJson {
+            endpoint: s.endpoint.clone(),
+            keys: webpush::PushSubscriptionKeys {
+                p256dh: s.p256dh.clone(),
+                auth: s.auth.clone(),
+            },
         };
-        self.record(&n, channel, tried).await;
+        let subscription = match webpush::PushSubscription::parse(&json, push.policy) {
+            Ok(sub) => sub,
+            Err(e) => {
+                // Kept under another policy, or damaged: of no use now.
+                let _ = self.store.drop_push_endpoint(&s.endpoint).await;
+                return Tried::Gone(format!("unusable subscription: {e}"));
+            }
+        };
+        let body: Value = serde_json::from_str(&n.body).unwrap_or(Value::Null);
+        // Kept by the push service until the offer expires, no longer.
+        let ttl = body["expires_at"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .and_then(|t| (t - engine::now()).to_std().ok())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600));
+        let payload = body.to_string();
+        let Ok(_slot) = self.push_slots.acquire().await else {
+            return Tried::Retry("stopping".into());
+        };
+        match webpush::send(
+            &self.client,
+            &push.keys,
+            &push.subject,
+            &subscription,
+            payload.as_bytes(),
+            ttl,
+            webpush::Urgency::High,
+        )
+        .await
+        {
+            Ok(_) => Tried::Delivered,
+            Err(webpush::PushError::Gone(status)) => {
+                if let Err(e) = self.store.drop_push_endpoint(&s.endpoint).await {
+                    warn!(error = %e, "cannot remove a gone push subscription");
+                }
+                Tried::Gone(format!("the push service answered {status}"))
+            }
+            Err(e) if e.is_transient() => Tried::Retry(e.to_string()),
+            Err(e) => Tried::Failed(e.to_string()),
+        }
+    }
+
+    async fn post(&self, webhook: &Webhook, n: &Notification, recipients: Value) -> Tried {
+        let Ok(_slot) = self.webhook_slots.acquire().await else {
+            return Tried::Retry("stopping".into());
+        };
+        let body = json!({
+            "id": n.id,
+            "event": n.event,
+            "alert_id": n.alert_id,
+            "audience": n.audience.label(),
+            "recipients": recipients,
+            "created_at": crate::domain::alert::format_ts(&n.created_at),
+            "attempt": n.attempts + 1,
+            "data": serde_json::from_str::<Value>(&n.body).unwrap_or(Value::Null),
+        });
+        let at = engine::now().timestamp();
+        match webhook.send(&self.client, &n.id, &n.event, &body, at).await {
+            Ok(()) => Tried::Delivered,
+            Err(SendError::Transient(e)) => Tried::Retry(e),
+            Err(SendError::Permanent(e)) => Tried::Failed(e),
+        }
     }
 
     /// Whom the notification reaches, with what a gateway needs to reach
@@ -208,35 +307,47 @@ impl Notifier {
         }
     }
 
-    async fn record(&self, n: &Notification, channel: &'static str, tried: Tried) {
-        let attempts = n.attempts + 1;
-        let (outcome, reason, retry) = match tried {
-            Tried::Nobody => {
-                metrics::counter!("onepress_notifications_total", "channel" => channel, "outcome" => "no_recipient").increment(1);
-                debug!(id = %n.id, audience = %n.audience.label(), "nobody to notify");
-                if let Err(e) = self.store.notification_dropped(n).await {
-                    warn!(error = %e, "cannot drop a notification nobody can receive");
-                }
-                return;
+    /// Records every try in the timeline and in the metrics, then deletes
+    /// the notification, or reschedules it when nothing reached anyone and
+    /// a try may work later.
+    async fn record(&self, n: &Notification, tries: Vec<(&'static str, Tried)>) {
+        if tries.is_empty() {
+            metrics::counter!("onepress_notifications_total", "channel" => "none", "outcome" => "no_recipient").increment(1);
+            debug!(id = %n.id, audience = %n.audience.label(), "nobody to notify");
+            if let Err(e) = self.store.notification_dropped(n).await {
+                warn!(error = %e, "cannot drop a notification nobody can receive");
             }
-            Tried::Delivered => ("delivered", None, None),
-            Tried::Retry(why) if attempts < MAX_ATTEMPTS => {
-                ("retrying", Some(why), Some((next_try(attempts), attempts)))
-            }
-            Tried::Retry(why) | Tried::Failed(why) => ("failed", Some(why), None),
-        };
-        metrics::counter!("onepress_notifications_total", "channel" => channel, "outcome" => outcome)
-            .increment(1);
-        if outcome != "delivered" {
-            warn!(id = %n.id, alert_id = %n.alert_id, channel, outcome, reason = reason.as_deref().unwrap_or(""), attempts, "notification not delivered");
+            return;
         }
-        let mut event = TimelineEvent::new(engine::now(), TimelineKind::Notified);
-        event.channel = Some(channel.to_string());
-        event.recipient = Some(n.audience.label());
-        event.outcome = Some(outcome.to_string());
-        event.reason = reason.map(|r| r.chars().take(200).collect());
-        event.note = Some(n.event.clone());
-        if let Err(e) = self.store.notification_tried(n, &event, retry).await {
+        let attempts = n.attempts + 1;
+        let delivered = tries.iter().any(|(_, t)| matches!(t, Tried::Delivered));
+        let retryable = tries.iter().any(|(_, t)| matches!(t, Tried::Retry(_)));
+        let retry = (!delivered && retryable && attempts < MAX_ATTEMPTS)
+            .then(|| (next_try(attempts), attempts));
+        let now = engine::now();
+        let events: Vec<TimelineEvent> = tries
+            .iter()
+            .map(|(channel, tried)| {
+                // A retryable try is `failed` when no retry follows.
+                let outcome = match tried {
+                    Tried::Retry(_) if retry.is_none() => "failed",
+                    t => t.outcome(),
+                };
+                metrics::counter!("onepress_notifications_total", "channel" => *channel, "outcome" => outcome)
+                    .increment(1);
+                if outcome != "delivered" {
+                    warn!(id = %n.id, alert_id = %n.alert_id, channel, outcome, reason = tried.reason().unwrap_or(""), attempts, "notification not delivered");
+                }
+                let mut event = TimelineEvent::new(now, TimelineKind::Notified);
+                event.channel = Some(channel.to_string());
+                event.recipient = Some(n.audience.label());
+                event.outcome = Some(outcome.to_string());
+                event.reason = tried.reason().map(|r| r.chars().take(200).collect());
+                event.note = Some(n.event.clone());
+                event
+            })
+            .collect();
+        if let Err(e) = self.store.notification_tried(n, &events, retry).await {
             // Still in the outbox: it will be tried again.
             warn!(error = %e, id = %n.id, "cannot record a notification's delivery");
         }

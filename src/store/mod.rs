@@ -9,7 +9,8 @@
 use async_trait::async_trait;
 
 use crate::domain::registry::{
-    Credential, Device, Heartbeat, PrincipalKind, Senior, VolunteerProfile, VolunteerRecord,
+    Credential, Device, Heartbeat, PrincipalKind, PushEndpoint, Senior, VolunteerProfile,
+    VolunteerRecord,
 };
 use crate::domain::{
     Alert, AlertId, DeviceId, Effects, Notification, Offer, Position, SeniorCard, SeniorId,
@@ -188,6 +189,33 @@ pub trait Store: Send + Sync + 'static {
         event: &crate::domain::EventId,
     ) -> Result<Option<Option<AlertId>>, StoreError>;
 
+    // ----- Web Push subscriptions -----
+    /// Keeps a subscription for the volunteer (an endpoint known already,
+    /// even another volunteer's, is taken over: the browser moved), keeping
+    /// only the newest `keep` of theirs; `NotFound("volunteer")` if unknown.
+    async fn add_push_endpoint(
+        &self,
+        volunteer: &VolunteerId,
+        endpoint: &PushEndpoint,
+        at: crate::domain::Timestamp,
+        keep: u32,
+    ) -> Result<(), StoreError>;
+    /// Removes one of the volunteer's subscriptions; false if they had none
+    /// with this endpoint.
+    async fn remove_push_endpoint(
+        &self,
+        volunteer: &VolunteerId,
+        endpoint: &str,
+    ) -> Result<bool, StoreError>;
+    /// Removes a subscription whoever holds it (its push service said it
+    /// is gone).
+    async fn drop_push_endpoint(&self, endpoint: &str) -> Result<(), StoreError>;
+    /// The volunteer's subscriptions, newest first.
+    async fn push_endpoints(
+        &self,
+        volunteer: &VolunteerId,
+    ) -> Result<Vec<PushEndpoint>, StoreError>;
+
     // ----- notifications (the outbox) -----
     /// At most `limit` notifications due at `now`, soonest first.
     async fn due_notifications(
@@ -197,14 +225,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Notification>, StoreError>;
     /// When the next notification is due, if any is.
     async fn next_notification_due(&self) -> Result<Option<crate::domain::Timestamp>, StoreError>;
-    /// Records how a delivery went (`event`, a `notified` timeline entry of
-    /// the notification's alert) and, in the same transaction, deletes the
-    /// notification or, with `retry` = (when, attempts so far), reschedules
-    /// it.
+    /// Records how a delivery went (`events`, `notified` timeline entries
+    /// of the notification's alert, one per channel and recipient tried)
+    /// and, in the same transaction, deletes the notification or, with
+    /// `retry` = (when, attempts so far), reschedules it.
     async fn notification_tried(
         &self,
         notification: &Notification,
-        event: &TimelineEvent,
+        events: &[TimelineEvent],
         retry: Option<(crate::domain::Timestamp, u32)>,
     ) -> Result<(), StoreError>;
 

@@ -171,6 +171,20 @@ pub(super) const DUE_NOTIFICATIONS: &str = "SELECT id, alert_id, audience, event
      due_at, attempts, created_at FROM notifications WHERE due_at <= $1 \
      ORDER BY due_at, id LIMIT $2";
 pub(super) const NEXT_NOTIFICATION_DUE: &str = "SELECT MIN(due_at) AS due_at FROM notifications";
+pub(super) const VOLUNTEER_EXISTS: &str = "SELECT id FROM volunteers WHERE id = $1";
+pub(super) const UPSERT_PUSH: &str = "INSERT INTO push_subscriptions \
+     (endpoint, volunteer_id, p256dh, auth, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (endpoint) DO UPDATE SET volunteer_id = excluded.volunteer_id, \
+     p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at";
+/// All but the newest `$2` of a volunteer's subscriptions.
+pub(super) const TRIM_PUSH: &str = "DELETE FROM push_subscriptions WHERE volunteer_id = $1 \
+     AND endpoint NOT IN (SELECT endpoint FROM push_subscriptions WHERE volunteer_id = $1 \
+     ORDER BY created_at DESC, endpoint LIMIT $2)";
+pub(super) const REMOVE_PUSH: &str =
+    "DELETE FROM push_subscriptions WHERE volunteer_id = $1 AND endpoint = $2";
+pub(super) const DROP_PUSH: &str = "DELETE FROM push_subscriptions WHERE endpoint = $1";
+pub(super) const PUSH_OF: &str = "SELECT endpoint, p256dh, auth FROM push_subscriptions \
+     WHERE volunteer_id = $1 ORDER BY created_at DESC, endpoint";
 pub(super) const DELETE_NOTIFICATION: &str = "DELETE FROM notifications WHERE id = $1";
 pub(super) const RESCHEDULE_NOTIFICATION: &str =
     "UPDATE notifications SET due_at = $2, attempts = $3 WHERE id = $1";
@@ -578,6 +592,13 @@ impl IntoDomain for TimelineRow {
 }
 
 #[derive(Debug, sqlx::FromRow)]
+pub(super) struct PushRow {
+    pub(super) endpoint: String,
+    pub(super) p256dh: String,
+    pub(super) auth: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
 pub(super) struct NotificationRow {
     id: String,
     alert_id: String,
@@ -767,8 +788,8 @@ macro_rules! impl_store {
         // A block of its own, so the names below are imported once, here.
         const _: () = {
             use $crate::domain::registry::{
-                Credential, Device, Heartbeat, PrincipalKind, Senior, VolunteerProfile,
-                VolunteerRecord,
+                Credential, Device, Heartbeat, PrincipalKind, PushEndpoint, Senior,
+                VolunteerProfile, VolunteerRecord,
             };
             use $crate::domain::{
                 Alert, AlertId, DeviceId, Effects, EventId, Notification, Position, SeniorCard,
@@ -1116,6 +1137,91 @@ macro_rules! impl_store {
                     rows.into_iter().map(sql::IntoDomain::into_domain).collect()
                 }
 
+                #[tracing::instrument(skip(self, endpoint), err)]
+                async fn add_push_endpoint(
+                    &self,
+                    volunteer: &VolunteerId,
+                    endpoint: &PushEndpoint,
+                    at: Timestamp,
+                    keep: u32,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query(sql::UPSERT_PUSH)
+                        .bind(endpoint.endpoint.as_str())
+                        .bind(volunteer.as_str())
+                        .bind(endpoint.p256dh.as_str())
+                        .bind(endpoint.auth.as_str())
+                        .bind(sql::ms(&at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| match e {
+                            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                                StoreError::NotFound("volunteer")
+                            }
+                            other => StoreError::from(other),
+                        })?;
+                    // PostgreSQL checks the reference; SQLite only when
+                    // foreign keys are on: ask.
+                    let known = sqlx::query_as::<_, sql::IdRow>(sql::VOLUNTEER_EXISTS)
+                        .bind(volunteer.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if known.is_none() {
+                        tx.rollback().await?;
+                        return Err(StoreError::NotFound("volunteer"));
+                    }
+                    sqlx::query(sql::TRIM_PUSH)
+                        .bind(volunteer.as_str())
+                        .bind(i64::from(keep))
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self, endpoint), err)]
+                async fn remove_push_endpoint(
+                    &self,
+                    volunteer: &VolunteerId,
+                    endpoint: &str,
+                ) -> Result<bool, StoreError> {
+                    let gone = sqlx::query(sql::REMOVE_PUSH)
+                        .bind(volunteer.as_str())
+                        .bind(endpoint)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    Ok(gone > 0)
+                }
+
+                #[tracing::instrument(skip(self, endpoint), err)]
+                async fn drop_push_endpoint(&self, endpoint: &str) -> Result<(), StoreError> {
+                    sqlx::query(sql::DROP_PUSH)
+                        .bind(endpoint)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self), err)]
+                async fn push_endpoints(
+                    &self,
+                    volunteer: &VolunteerId,
+                ) -> Result<Vec<PushEndpoint>, StoreError> {
+                    let rows = sqlx::query_as::<_, sql::PushRow>(sql::PUSH_OF)
+                        .bind(volunteer.as_str())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|r| PushEndpoint {
+                            endpoint: r.endpoint,
+                            p256dh: r.p256dh,
+                            auth: r.auth,
+                        })
+                        .collect())
+                }
+
                 #[tracing::instrument(skip(self, notification), fields(id = %notification.id), err)]
                 async fn notification_dropped(
                     &self,
@@ -1136,15 +1242,17 @@ macro_rules! impl_store {
                     row.due_at.map(sql::ts).transpose()
                 }
 
-                #[tracing::instrument(skip(self, notification, event), fields(id = %notification.id), err)]
+                #[tracing::instrument(skip(self, notification, events), fields(id = %notification.id), err)]
                 async fn notification_tried(
                     &self,
                     notification: &Notification,
-                    event: &TimelineEvent,
+                    events: &[TimelineEvent],
                     retry: Option<(Timestamp, u32)>,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
-                    Self::insert_timeline(&mut tx, &notification.alert_id, event).await?;
+                    for event in events {
+                        Self::insert_timeline(&mut tx, &notification.alert_id, event).await?;
+                    }
                     match retry {
                         Some((at, attempts)) => {
                             sqlx::query(sql::RESCHEDULE_NOTIFICATION)

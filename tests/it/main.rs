@@ -15,6 +15,7 @@ mod notify;
 mod openapi;
 mod pages;
 mod push;
+mod push_app;
 mod qr;
 mod restart;
 mod settings;
