@@ -103,6 +103,9 @@ function clearNotice() {
 }
 
 $('notice-close').addEventListener('click', clearNotice);
+$('alarm').addEventListener('click', toggleAlarm);
+// Any click lets the page play sound (browsers' rule).
+document.addEventListener('click', () => audio(), { once: false, passive: true });
 
 function setMode(mode, text) {
   S.mode = mode;
@@ -454,6 +457,77 @@ function tick() {
     node.textContent = left > 0 ? fmtClock(left) : 'now';
   }
   if (S.devices.at) $('devices-updated').textContent = `Checked ${fmtAgo(new Date(S.devices.at).toISOString())}.`;
+  alarmTick();
+}
+
+// ----- the alarm ---------------------------------------------------------------
+// A colour is easy to miss across a room: an alert that needs an operator
+// (nobody to offer it to, or its response target missed, and nobody has
+// accepted it) sounds a two-tone alarm when it first needs one, and again
+// every ALARM_REPEAT_MS while any still does. "Mute" silences it (kept in
+// this browser); the colours stay. Browsers play sound only after a click on
+// the page: until then the button says so.
+
+const ALARM_REPEAT_MS = 15000;
+const alarmMuted = () => localStorage.getItem('onepress.alarm_muted') === '1';
+const A = { ctx: null, heard: new Set(), lastAt: 0, beeps: 0 };
+
+const needsOperator = (a) => (a.state === 'open' || a.state === 'offered') && (a.escalated || a.response_breached);
+
+function audio() {
+  if (!A.ctx) {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return null;
+    A.ctx = new Ctx();
+  }
+  if (A.ctx.state === 'suspended') A.ctx.resume().catch(() => {});
+  return A.ctx;
+}
+
+function beep() {
+  A.beeps += 1;
+  document.body.dataset.alarmBeeps = String(A.beeps);
+  const ctx = audio();
+  if (!ctx || ctx.state !== 'running') return;
+  const t0 = ctx.currentTime;
+  [880, 660, 880, 660].forEach((hz, i) => {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = hz;
+    gain.gain.setValueAtTime(0.25, t0 + i * 0.25);
+    gain.gain.exponentialRampToValueAtTime(0.001, t0 + i * 0.25 + 0.22);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(t0 + i * 0.25);
+    osc.stop(t0 + i * 0.25 + 0.23);
+  });
+}
+
+function alarmTick() {
+  const waiting = [...S.alerts.values()].filter(needsOperator);
+  const fresh = waiting.filter((a) => !A.heard.has(a.id));
+  for (const a of fresh) A.heard.add(a.id);
+  const muted = alarmMuted();
+  const state = muted ? 'muted' : waiting.length ? 'sounding' : 'quiet';
+  document.body.dataset.alarm = state;
+  const btn = $('alarm');
+  if (btn) {
+    const silent = A.ctx && A.ctx.state !== 'running';
+    btn.textContent = muted ? 'Alarm muted' : !A.ctx || silent ? 'Alarm on (click to allow sound)' : 'Alarm on';
+    btn.setAttribute('aria-pressed', String(!muted));
+    btn.classList.toggle('alarm-sounding', state === 'sounding');
+  }
+  if (muted || !waiting.length) return;
+  const t = Date.now();
+  if (fresh.length || t - A.lastAt >= ALARM_REPEAT_MS) {
+    A.lastAt = t;
+    beep();
+  }
+}
+
+function toggleAlarm() {
+  localStorage.setItem('onepress.alarm_muted', alarmMuted() ? '0' : '1');
+  audio();
+  alarmTick();
 }
 
 // ----- the plan view -----------------------------------------------------------

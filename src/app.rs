@@ -253,6 +253,7 @@ impl Application {
             policy: push_policy,
         };
         let channels = notify::Channels {
+            remind_every: settings.escalation_repeat,
             push: Some(notify::PushChannel {
                 keys: vapid,
                 subject: notify::webpush::VapidSubject::parse(&settings.vapid_subject)

@@ -87,6 +87,11 @@ pub struct Settings {
     /// The key of the webhook's HMAC-SHA256 signature (at least 16
     /// characters); required with `notify_webhook_url`.
     pub notify_webhook_secret: Option<Secret>,
+    /// How often the operators are told again of an alert that still has
+    /// nobody (escalated, or its response target missed) until an operator
+    /// acts on it or a volunteer accepts.
+    #[serde(with = "humantime_serde")]
+    pub escalation_repeat: Duration,
     /// Who runs this service, for the push services (RFC 8292 `sub`):
     /// `mailto:` an address, or an `https:` URL.
     pub vapid_subject: String,
@@ -122,6 +127,7 @@ impl Default for Settings {
             log_format: crate::telemetry::LogFormat::Text,
             notify_webhook_url: None,
             notify_webhook_secret: None,
+            escalation_repeat: Duration::from_secs(120),
             vapid_subject: "mailto:onepress@localhost".into(),
             push_allow_loopback: false,
         }
@@ -206,7 +212,8 @@ impl Settings {
         const DAY: u64 = 24 * HOUR;
         // Every duration between a floor and a ceiling: a typo such as
         // `1000000y` is refused here, never met later by the engine.
-        let bounds: [(&'static str, Duration, u64, u64); 6] = [
+        let bounds: [(&'static str, Duration, u64, u64); 7] = [
+            ("escalation_repeat", self.escalation_repeat, 1, HOUR),
             ("offer_timeout", self.offer_timeout, 1, DAY),
             ("response_target", self.response_target, 1, DAY),
             ("arrival_target", self.arrival_target, 1, DAY),

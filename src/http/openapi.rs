@@ -60,7 +60,8 @@ pub const EXTENSIONS: &[&str] = &[
     "Timeline events of type `notified` record each try of a notification (the signed webhook, \
      `ONEPRESS_NOTIFY_WEBHOOK_URL`): `channel`, `recipient` (`volunteer:<id>`, `operators`, \
      `contacts:<senior id>`), `outcome` (delivered, retrying, failed), `note` (the event: offer, \
-     escalated, response_breached, arrival_breached, pressed, accepted, on_scene, resolved) and, \
+     escalated, response_breached, arrival_breached, reminder, pressed, accepted, on_scene, \
+     resolved) and, \
      for a failure, `reason`.",
     "Listed devices carry `low_battery`; `GET /v1/me` lists pending offers with `offered_at` and \
      `pressed_at`, and `current_alert` carries the senior's card.",

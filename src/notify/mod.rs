@@ -48,6 +48,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Channels {
     pub webhook: Option<Webhook>,
     pub push: Option<PushChannel>,
+    /// How often the operators hear again of an alert that still has
+    /// nobody (see [`plan::needs_operators`]).
+    pub remind_every: Duration,
 }
 
 /// Web Push: the service's VAPID keys and who it says it is.
@@ -168,7 +171,27 @@ impl Notifier {
     /// Tries every channel the notification's audience has: a volunteer's
     /// push subscriptions first, and the webhook if none of them took it;
     /// the webhook alone for the operators and a senior's contacts.
-    async fn deliver(&self, n: Notification) {
+    async fn deliver(&self, mut n: Notification) {
+        if n.event == REMINDER {
+            // Only while the alert still has nobody: then with what it is now.
+            match self.store.get_alert(&n.alert_id).await {
+                Ok(Some(a)) if plan::needs_operators(&a) => {
+                    let mut body = plan::alert_body(&a);
+                    body["text"] = Value::String(plan::text(REMINDER, &a, None));
+                    n.body = body.to_string();
+                }
+                Ok(_) => {
+                    if let Err(e) = self.store.notification_dropped(&n).await {
+                        warn!(error = %e, "cannot drop a reminder no longer needed");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the alert of a reminder; later");
+                    return;
+                }
+            }
+        }
         let mut tries: Vec<(&'static str, Tried)> = Vec::new();
         if let (Audience::Volunteer(v), Some(push)) = (&n.audience, &self.channels.push) {
             match self.store.push_endpoints(v).await {
@@ -251,8 +274,14 @@ impl Notifier {
         let Ok(_slot) = self.webhook_slots.acquire().await else {
             return Tried::Retry("stopping".into());
         };
+        // Each repetition of a reminder is a message of its own.
+        let id = if n.event == REMINDER {
+            format!("{}-{}", n.id, n.due_at.timestamp_millis())
+        } else {
+            n.id.clone()
+        };
         let body = json!({
-            "id": n.id,
+            "id": id,
             "event": n.event,
             "alert_id": n.alert_id,
             "audience": n.audience.label(),
@@ -262,7 +291,7 @@ impl Notifier {
             "data": serde_json::from_str::<Value>(&n.body).unwrap_or(Value::Null),
         });
         let at = engine::now().timestamp();
-        match webhook.send(&self.client, &n.id, &n.event, &body, at).await {
+        match webhook.send(&self.client, &id, &n.event, &body, at).await {
             Ok(()) => Tried::Delivered,
             Err(SendError::Transient(e)) => Tried::Retry(e),
             Err(SendError::Permanent(e)) => Tried::Failed(e),
@@ -322,8 +351,19 @@ impl Notifier {
         let attempts = n.attempts + 1;
         let delivered = tries.iter().any(|(_, t)| matches!(t, Tried::Delivered));
         let retryable = tries.iter().any(|(_, t)| matches!(t, Tried::Retry(_)));
-        let retry = (!delivered && retryable && attempts < MAX_ATTEMPTS)
-            .then(|| (next_try(attempts), attempts));
+        let retry = if n.event == REMINDER {
+            // A reminder comes back until the alert no longer needs one.
+            Some((
+                crate::domain::dispatcher::after(engine::now(), self.channels.remind_every),
+                0,
+            ))
+        } else {
+            (!delivered && retryable && attempts < MAX_ATTEMPTS)
+                .then(|| (next_try(attempts), attempts))
+        };
+        if n.audience == Audience::Operators && n.event != REMINDER {
+            self.schedule_reminder(n).await;
+        }
         let now = engine::now();
         let events: Vec<TimelineEvent> = tries
             .iter()
@@ -350,6 +390,30 @@ impl Notifier {
         if let Err(e) = self.store.notification_tried(n, &events, retry).await {
             // Still in the outbox: it will be tried again.
             warn!(error = %e, id = %n.id, "cannot record a notification's delivery");
+        }
+    }
+}
+
+/// The event of a repeated word to the operators.
+const REMINDER: &str = "reminder";
+
+impl Notifier {
+    /// After the operators heard of an escalation or a breach: one reminder
+    /// per alert (its id says which), due after the repeat interval.
+    async fn schedule_reminder(&self, n: &Notification) {
+        let due = crate::domain::dispatcher::after(engine::now(), self.channels.remind_every);
+        let reminder = Notification {
+            id: format!("remind-{}", n.alert_id),
+            alert_id: n.alert_id.clone(),
+            audience: Audience::Operators,
+            event: REMINDER.into(),
+            body: n.body.clone(),
+            due_at: due,
+            attempts: 0,
+            created_at: engine::now(),
+        };
+        if let Err(e) = self.store.add_notification(&reminder).await {
+            warn!(error = %e, alert_id = %n.alert_id, "cannot schedule a reminder to the operators");
         }
     }
 }

@@ -27,6 +27,16 @@ pub struct Reach {
     pub contacts: bool,
 }
 
+/// Whether the operators should still hear of this alert again: active,
+/// nobody has accepted it, and it has nobody to offer it to or its response
+/// target is missed.
+pub fn needs_operators(a: &Alert) -> bool {
+    matches!(
+        a.state,
+        crate::domain::AlertState::Open | crate::domain::AlertState::Offered
+    ) && (a.escalated || a.response_breached)
+}
+
 /// The notifications `fx` causes, due at `now`.
 pub fn plan(fx: &Effects, now: Timestamp, reach: Reach) -> Vec<Notification> {
     let mut out = Vec::new();
@@ -91,7 +101,7 @@ pub fn plan(fx: &Effects, now: Timestamp, reach: Reach) -> Vec<Notification> {
 
 /// The facts of an alert a notification carries (no senior card: the
 /// operators have it on the dashboard, the family knows who they are).
-fn alert_body(a: &Alert) -> Value {
+pub fn alert_body(a: &Alert) -> Value {
     json!({
         "alert_id": a.id,
         "device_id": a.device_id,
@@ -147,7 +157,7 @@ fn offer_text(m: &PhoneMessage) -> String {
     }
 }
 
-fn text(event: &str, a: &Alert, helper: Option<&(String, Option<u32>)>) -> String {
+pub fn text(event: &str, a: &Alert, helper: Option<&(String, Option<u32>)>) -> String {
     match (event, helper) {
         ("pressed", _) => {
             "Your relative pressed the help button; a volunteer is being found.".into()
@@ -170,6 +180,10 @@ fn text(event: &str, a: &Alert, helper: Option<&(String, Option<u32>)>) -> Strin
         ("arrival_breached", _) => {
             format!("Alert {}: nobody on scene within the arrival target.", a.id)
         }
+        ("reminder", _) => format!(
+            "Still waiting: alert {} ({}) has nobody on the way. Assign someone or call.",
+            a.id, a.state
+        ),
         _ => String::new(),
     }
 }

@@ -236,6 +236,9 @@ pub trait Store: Send + Sync + 'static {
         retry: Option<(crate::domain::Timestamp, u32)>,
     ) -> Result<(), StoreError>;
 
+    /// Adds a notification outside an engine batch (a reminder); one with
+    /// the same id already waiting is left as it is.
+    async fn add_notification(&self, notification: &Notification) -> Result<(), StoreError>;
     /// Deletes a notification nobody can receive.
     async fn notification_dropped(&self, notification: &Notification) -> Result<(), StoreError>;
 

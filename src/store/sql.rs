@@ -1223,6 +1223,17 @@ macro_rules! impl_store {
                 }
 
                 #[tracing::instrument(skip(self, notification), fields(id = %notification.id), err)]
+                async fn add_notification(
+                    &self,
+                    notification: &Notification,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    Self::insert_notification(&mut tx, notification).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                #[tracing::instrument(skip(self, notification), fields(id = %notification.id), err)]
                 async fn notification_dropped(
                     &self,
                     notification: &Notification,

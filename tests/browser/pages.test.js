@@ -219,7 +219,15 @@ test('an alert from press to close, seen on both pages', async () => {
   const order = await dash.page.$$eval('#alerts article.alert-card', (cards) => cards.map((c) => c.dataset.alertId));
   assert.deepEqual(order, [second.id, first.id], 'the escalated alert is on top');
   await dash.page.locator(`#plan g[data-alert-id="${second.id}"] .p-alert-ring`).waitFor({ timeout: WAIT });
+  // Not only a colour: the alarm sounds (and the button says so) until muted.
+  await dash.page.waitForFunction(() => document.body.dataset.alarm === 'sounding' && Number(document.body.dataset.alarmBeeps) >= 1, null, { timeout: WAIT });
+  await dash.page.locator('#alarm.alarm-sounding').waitFor({ timeout: WAIT });
   if (SHOTS) await dash.page.screenshot({ path: join(SHOTS, 'dashboard.png') });
+  await dash.page.click('#alarm');
+  await dash.page.waitForFunction(() => document.body.dataset.alarm === 'muted', null, { timeout: WAIT });
+  assert.equal(await dash.page.getAttribute('#alarm', 'aria-pressed'), 'false');
+  await dash.page.click('#alarm');
+  await dash.page.waitForFunction(() => document.body.dataset.alarm === 'sounding', null, { timeout: WAIT });
 
   // ---- the operator sends Li by hand, then calls it off ------------------------------------------
   await escalated.locator('[data-action="assign"]').click();

@@ -16,6 +16,7 @@ use crate::lifecycle::wait_for_device_alert;
 use crate::on_both_backends;
 
 on_both_backends!(
+    the_operators_hear_again_until_someone_acts,
     family_volunteer_and_operators_hear_through_the_signed_webhook,
     a_failing_webhook_delays_no_offer_and_is_retried,
     what_was_due_at_a_stop_is_delivered_after_the_start
@@ -141,7 +142,16 @@ async fn app_with_webhook(
     backend: Backend,
     url: &str,
 ) -> Option<(TestApp, Box<dyn std::any::Any + Send>)> {
+    app_with_webhook_and(backend, url, |_| {}).await
+}
+
+async fn app_with_webhook_and(
+    backend: Backend,
+    url: &str,
+    adjust: impl FnOnce(&mut onepress::config::Settings),
+) -> Option<(TestApp, Box<dyn std::any::Any + Send>)> {
     let (mut settings, keep) = backend_settings(backend).await?;
+    adjust(&mut settings);
     settings.notify_webhook_url = Some(url.to_string());
     settings.notify_webhook_secret = Some(onepress::config::Secret::new(SECRET.to_string()));
     let app = spawn_from(settings, Box::new(())).await;
@@ -360,4 +370,74 @@ async fn what_was_due_at_a_stop_is_delivered_after_the_start(backend: Backend) {
     );
     app.stop().await;
     drop(keep);
+}
+
+/// An alert nobody can take: the operators hear of it, and again every
+/// `escalation_repeat`, each repetition a message of its own, until an
+/// operator cancels it; then no more.
+async fn the_operators_hear_again_until_someone_acts(backend: Backend) {
+    let (hooks, url) = Receiver::start().await;
+    let Some((app, _keep)) = app_with_webhook_and(backend, &url, |s| {
+        s.escalation_repeat = Duration::from_secs(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, device) = senior_with_family(&app).await;
+    let band = app.mqtt_client("band").await;
+    band.press(&device, "e-1", "sos", None).await;
+    let alert = wait_for_device_alert(&app, &device).await;
+    hooks.wait(10, event_for("escalated", &alert)).await;
+    let reminders = |hooks: &Receiver| hooks.count(event_for("reminder", &alert));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while reminders(&hooks) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than 2 reminders in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = hooks.wait(1, event_for("reminder", &alert)).await;
+    assert_signed(&first);
+    let r = first.json();
+    assert!(s(&r["data"], "text").starts_with("Still waiting"), "{r}");
+    let ids: std::collections::HashSet<String> = hooks
+        .hooks
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.json())
+        .filter(event_for("reminder", &alert))
+        .map(|h| s(&h, "id").to_string())
+        .collect();
+    assert!(ids.len() >= 2, "each reminder has its own id: {ids:?}");
+
+    let c = app
+        .op(
+            "POST",
+            &format!("/v1/alerts/{alert}/cancel"),
+            Some(json!({"reason": "called her"})),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{c:?}");
+    // At most one reminder already on its way; then silence.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after_cancel = reminders(&hooks);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        reminders(&hooks),
+        after_cancel,
+        "reminders went on after the cancel"
+    );
+    let a = app.alert(&alert).await;
+    assert!(
+        a["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| s(e, "type") == "notified" && s(e, "note") == "reminder"),
+        "{a}"
+    );
+    app.stop().await;
 }
