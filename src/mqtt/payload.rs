@@ -327,6 +327,20 @@ mod tests {
     }
 
     #[test]
+    fn coordinates_are_read_to_the_last_bit() {
+        // 17 significant digits, as a phone's JSON.stringify writes some
+        // doubles: without serde_json's `float_roundtrip` this one came out
+        // one ULP off (…835), and would then be echoed with other digits.
+        let p = r#"{"event_id": "e", "kind": "sos", "lat": 15.406572870068837, "lon": 0}"#;
+        let Inbound::Alert(_, ev) = parse(T, p.as_bytes()).unwrap() else {
+            panic!("not an alert")
+        };
+        let lat = ev.position.unwrap().lat();
+        assert_eq!(lat, "15.406572870068837".parse::<f64>().unwrap());
+        assert_eq!(serde_json::to_string(&lat).unwrap(), "15.406572870068837");
+    }
+
+    #[test]
     fn nulls_count_as_absent() {
         let p = r#"{"event_id": "e", "kind": "sos", "lat": null, "lon": null, "ts": null}"#;
         assert!(parse(T, p.as_bytes()).is_ok());
