@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Operator;
 use super::error::{ApiError, Invalid, invalid_id};
-use super::extract::{ApiJson, ApiQuery, IdPath};
+use super::extract::{ApiJson, ApiQuery, IdPath, object};
 use super::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
     Unprocessable,
@@ -51,12 +51,14 @@ pub struct SeniorBody {
     #[schema(max_length = 2000)]
     pub address: Option<String>,
     /// Where an alert without a location is sent.
+    #[serde(default, deserialize_with = "object::optional")]
     pub home: Option<LatLon>,
     #[schema(max_length = 200)]
     pub grid: Option<String>,
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
     #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "object::optional_list")]
     pub contacts: Option<Vec<ContactBody>>,
 }
 
