@@ -45,6 +45,23 @@ fn at_most(field: &str, value: String, max: usize) -> Result<String, Invalid> {
     Ok(value)
 }
 
+/// A text of at most `max` characters, kept as it is (the broker hooks
+/// pass on whatever a client sent, NUL included).
+pub fn length(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
+    if value.chars().count() > max {
+        return Err(Invalid::field(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`length`] of an optional text.
+pub fn length_of(field: &str, value: Option<&str>, max: usize) -> Result<(), Invalid> {
+    value.map_or(Ok(()), |v| length(field, v, max))
+}
+
 /// A list of at most [`MAX_LIST_LEN`] entries.
 pub fn list<T>(field: &str, value: Option<Vec<T>>) -> Result<Vec<T>, Invalid> {
     let value = value.unwrap_or_default();
