@@ -5,6 +5,7 @@
 mod access;
 mod burst;
 mod common;
+mod hostile;
 mod http;
 mod ingest;
 mod lifecycle;
