@@ -63,7 +63,7 @@ pub const EXTENSIONS: &[&str] = &[
     "Texts and ids holding a NUL character are refused (422; a band event with one is rejected \
      as `invalid_field`).",
     "The pages' script and style are served under `/assets/`.",
-    "`POST /v1/qr` (operators) answers a text of 1 to 1024 characters, `{\"text\": \"…\"}`, as \
+    "`POST /v1/qr` (operators) answers a text of 1 to 1024 characters (2331 bytes at most), `{\"text\": \"…\"}`, as \
      an SVG QR code (`image/svg+xml`, level M, with a quiet zone), for the dashboard's \
      volunteer sign-in links.",
 ];
