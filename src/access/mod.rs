@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 pub use rule::{Action, Principal, allowed, client_id_allowed};
 
 use crate::config::Secret;
-use crate::domain::registry::PrincipalKind;
+use crate::domain::registry::{Credential, PrincipalKind};
 use crate::domain::{DeviceId, GatewayId, VolunteerId};
 use crate::store::{Store, StoreError};
 
@@ -137,7 +137,7 @@ impl AccessControl {
                 "{principal} may not use the client id {client_id:?}"
             )));
         }
-        if principal == Principal::Admin && self.store.credential(client_id).await?.is_some() {
+        if principal == Principal::Admin && self.registered(client_id).await?.is_some() {
             return Err(Denied::NotAuthorized(format!(
                 "the client id {client_id:?} belongs to a registered device, volunteer or gateway"
             )));
@@ -159,8 +159,7 @@ impl AccessControl {
             }
         }
         let credential = self
-            .store
-            .credential(username)
+            .registered(username)
             .await?
             .ok_or(Denied::BadCredentials)?;
         let hash = credential
@@ -173,6 +172,17 @@ impl AccessControl {
         principal_of(credential.kind, &credential.id).ok_or(Denied::BadCredentials)
     }
 
+    /// The login of a registered id. A name that no id can have (any
+    /// client may send one) is nobody's, and the store is not asked: it
+    /// might refuse the question (PostgreSQL, a NUL) and turn a plain
+    /// refusal into "unavailable".
+    async fn registered(&self, id: &str) -> Result<Option<Credential>, StoreError> {
+        if !crate::domain::ids::is_slug(id) {
+            return Ok(None);
+        }
+        self.store.credential(id).await
+    }
+
     /// Who a broker that already authenticated `username` is asking about
     /// (the ACL hook), or None if nobody by that name may connect.
     pub async fn principal(&self, username: &str) -> Result<Option<Principal>, Denied> {
@@ -180,8 +190,7 @@ impl AccessControl {
             return Ok(Some(p));
         }
         Ok(self
-            .store
-            .credential(username)
+            .registered(username)
             .await?
             .filter(|c| c.secret_hash.is_some())
             .and_then(|c| principal_of(c.kind, &c.id)))

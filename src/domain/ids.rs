@@ -33,6 +33,11 @@ fn check_slug(s: &str) -> Result<(), IdError> {
     }
 }
 
+/// Whether `s` could be a device, senior, volunteer or gateway id.
+pub fn is_slug(s: &str) -> bool {
+    check_slug(s).is_ok()
+}
+
 /// Event ids are 1–64 characters of any kind (the band chooses them) but
 /// NUL, which no store can keep.
 fn check_len(s: &str) -> Result<(), IdError> {

@@ -6,6 +6,7 @@
 //! The hooks answer 404 unless `broker_hook_token` is set, and 401 unless
 //! the broker presents it as a bearer token. Every decision is
 //! [`AccessControl`]'s, that is the one rule of [`crate::access::rule`].
+//! A question with a field longer than the document allows is a 422.
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -17,12 +18,13 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Operator;
-use super::error::ApiError;
+use super::error::{ApiError, Invalid};
 use super::extract::{ApiJson, IdPath};
 use super::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
     Unprocessable,
 };
+use super::validate;
 use crate::access::{self, Action, Denied, secret};
 use crate::domain::registry::PrincipalKind;
 use crate::domain::{DeviceId, GatewayId};
@@ -138,6 +140,14 @@ async fn gateway_secret(
 
 // ----- the broker hooks --------------------------------------------------------
 
+/// The longest `clientid` and `username` the hooks take, in characters.
+pub const MAX_HOOK_ID_CHARS: usize = 256;
+/// The longest `password` the hooks take, in characters.
+pub const MAX_HOOK_PASSWORD_CHARS: usize = 1024;
+/// The longest `topic`: MQTT's limit, 65,535 bytes, is at most as many
+/// characters (a body that long is over the 64 KiB limit anyway: 413).
+pub const MAX_TOPIC_CHARS: usize = 65_535;
+
 /// The broker's question at CONNECT.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AuthRequest {
@@ -147,6 +157,19 @@ pub struct AuthRequest {
     pub username: Option<String>,
     #[schema(max_length = 1024)]
     pub password: Option<String>,
+}
+
+impl AuthRequest {
+    /// The lengths the document states.
+    fn check(&self) -> Result<(), Invalid> {
+        validate::length("clientid", &self.clientid, MAX_HOOK_ID_CHARS)?;
+        validate::length_of("username", self.username.as_deref(), MAX_HOOK_ID_CHARS)?;
+        validate::length_of(
+            "password",
+            self.password.as_deref(),
+            MAX_HOOK_PASSWORD_CHARS,
+        )
+    }
 }
 
 /// The answer at CONNECT.
@@ -170,6 +193,15 @@ pub struct AclRequest {
     #[schema(max_length = 65535)]
     pub topic: String,
     pub action: HookAction,
+}
+
+impl AclRequest {
+    /// The lengths the document states.
+    fn check(&self) -> Result<(), Invalid> {
+        validate::length("clientid", &self.clientid, MAX_HOOK_ID_CHARS)?;
+        validate::length_of("username", self.username.as_deref(), MAX_HOOK_ID_CHARS)?;
+        validate::length("topic", &self.topic, MAX_TOPIC_CHARS)
+    }
 }
 
 /// What the client asks to do.
@@ -236,6 +268,7 @@ async fn hook_auth(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AuthRequest>,
 ) -> Result<Json<AuthAnswer>, ApiError> {
+    body.check()?;
     tracing::Span::current().record("clientid", body.clientid.as_str());
     let login = state
         .access
@@ -285,6 +318,7 @@ async fn hook_acl(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AclRequest>,
 ) -> Result<Json<AclAnswer>, ApiError> {
+    body.check()?;
     tracing::Span::current().record("clientid", body.clientid.as_str());
     let action = match body.action {
         HookAction::Publish => Action::Publish,

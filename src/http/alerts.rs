@@ -317,9 +317,13 @@ async fn arrive(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResolveBody {
     /// What happened, e.g. `helped`; not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub outcome: String,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub note: Option<String>,
 }
 
@@ -381,7 +385,7 @@ async fn resolve(
 /// The body of `POST /v1/alerts/{id}/cancel`; it may be left out.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CancelBody {
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub reason: Option<String>,
 }
 

@@ -151,6 +151,15 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The body is refused unread, and hyper closes the connection
+            // rather than read the rest of a large one: say so, or a
+            // client sends its next request on a connection about to close
+            // (and gets a broken pipe or an incomplete answer instead).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -293,6 +302,14 @@ mod tests {
     fn a_401_names_the_scheme() {
         let response = ApiError::Unauthorized.into_response();
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn a_413_closes_the_connection() {
+        let response = ApiError::PayloadTooLarge.into_response();
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        let response = ApiError::BadRequest("x".into()).into_response();
+        assert!(response.headers().get(header::CONNECTION).is_none());
     }
 
     #[test]

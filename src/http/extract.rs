@@ -3,8 +3,11 @@
 //! so bad input is never answered with axum's plain text or a 5xx.
 //!
 //! The rules, in one place:
-//! - body: not JSON, wrong types or missing fields → 400; over the router's
-//!   limit → 413. The `Content-Type` is not checked: a body is read as JSON
+//! - body: not JSON, not a JSON object, wrong types or missing fields →
+//!   400; over the router's limit → 413. serde's derive would also read a
+//!   struct from an array of its fields in order (`[30.5, 120.6]` as
+//!   `{lat, lon}`); the document promises objects, so a body, and every
+//!   struct nested in one, is read through [`FromObject`]. The `Content-Type` is not checked: a body is read as JSON
 //!   whatever it claims to be (plain `curl -d` works). Unknown fields are
 //!   ignored, so newer clients keep working.
 //! - values that parse but are not acceptable (lat out of range, empty
@@ -18,7 +21,12 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
 use crate::domain::IdError;
@@ -53,15 +61,75 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     })
 }
 
-/// Parses a body; every failure is a 400 naming what serde found.
+/// Parses a body that must be a JSON object; every failure is a 400
+/// naming what serde found.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "the request body is empty: a JSON object is expected".into(),
         ));
     }
-    serde_json::from_slice(bytes)
+    serde_json::from_slice::<FromObject<T>>(bytes)
+        .map(|FromObject(body)| body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A `T` read from a JSON object only, never from an array of its fields.
+pub struct FromObject<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for FromObject<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        d.deserialize_map(ObjectOnly(PhantomData)).map(FromObject)
+    }
+}
+
+/// For the structs nested in a body, through [`FromObject`]:
+/// `#[serde(default, deserialize_with = "object::optional")]` on an
+/// `Option<T>`, `object::optional_list` on an `Option<Vec<T>>`.
+pub mod object {
+    use serde::{Deserialize, Deserializer};
+
+    use super::FromObject;
+
+    /// For a required nested struct: `#[serde(deserialize_with = "object::required")]`.
+    pub fn required<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        FromObject::<T>::deserialize(d).map(|FromObject(t)| t)
+    }
+
+    pub fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Ok(Option::<FromObject<T>>::deserialize(d)?.map(|FromObject(t)| t))
+    }
+
+    pub fn optional_list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Ok(Option::<Vec<FromObject<T>>>::deserialize(d)?
+            .map(|list| list.into_iter().map(|FromObject(t)| t).collect()))
+    }
 }
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -86,10 +154,10 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(OptionalJson(T::default()));
         }
-        parse_json::<Option<T>>(&bytes).map(|body| OptionalJson(body.unwrap_or_default()))
+        parse_json::<T>(&bytes).map(OptionalJson)
     }
 }
 
@@ -143,8 +211,22 @@ mod tests {
         n: u32,
     }
 
+    #[derive(Debug, Deserialize, Default)]
+    struct Nested {
+        #[serde(default, deserialize_with = "object::optional")]
+        one: Option<Body1>,
+        #[serde(default, deserialize_with = "object::optional_list")]
+        many: Option<Vec<Body1>>,
+    }
+
     fn app() -> Router {
         Router::new()
+            .route(
+                "/nested",
+                post(|ApiJson(b): ApiJson<Nested>| async move {
+                    Json(b.one.map_or(0, |o| o.n) + b.many.map_or(0, |m| m.len() as u32))
+                }),
+            )
             .route(
                 "/json",
                 post(|ApiJson(b): ApiJson<Body1>| async move { Json(b.name.len() as u32 + b.n) }),
@@ -193,8 +275,39 @@ mod tests {
 
     #[tokio::test]
     async fn bad_json_wrong_types_and_missing_fields_are_400s_in_our_shape() {
-        for body in ["{not json", r#"{"name": 5}"#, r#"{"n": 1}"#, "", "[]"] {
+        for body in [
+            "{not json",
+            r#"{"name": 5}"#,
+            r#"{"n": 1}"#,
+            "",
+            "[]",
+            // What serde would read as `{"name": "ab", "n": 1}`.
+            r#"["ab", 1]"#,
+            "\"ab\"",
+            "null",
+            "17",
+        ] {
             let (status, value) = call("POST", "/json", body).await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(value["error"]["code"], "bad_request", "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn nested_structs_are_read_from_objects_only() {
+        let good = r#"{"one": {"name": "a", "n": 2}, "many": [{"name": "b"}]}"#;
+        assert_eq!(
+            call("POST", "/nested", good).await,
+            (200, serde_json::json!(3))
+        );
+        assert_eq!(call("POST", "/nested", r#"{"one": null}"#).await.0, 200);
+        for body in [
+            r#"{"one": ["a", 2]}"#,
+            r#"{"many": [["b", 1]]}"#,
+            r#"{"many": {"name": "b"}}"#,
+            r#"{"one": {"name": "a", "name": "b"}}"#,
+        ] {
+            let (status, value) = call("POST", "/nested", body).await;
             assert_eq!(status, 400, "{body}");
             assert_eq!(value["error"]["code"], "bad_request", "{body}");
         }
@@ -212,7 +325,10 @@ mod tests {
     async fn an_optional_body_may_be_left_out() {
         assert_eq!(call("POST", "/optional", "").await.0, 200);
         assert_eq!(call("POST", "/optional", "null").await.0, 200);
+        assert_eq!(call("POST", "/optional", " null ").await.0, 200);
         assert_eq!(call("POST", "/optional", "{").await.0, 400);
+        assert_eq!(call("POST", "/optional", r#"["ab"]"#).await.0, 400);
+        assert_eq!(call("POST", "/optional", "nullx").await.0, 400);
     }
 
     #[tokio::test]

@@ -76,7 +76,7 @@ pub const EXTENSIONS: &[&str] = &[
     "Texts and ids holding a NUL character are refused (422; a band event with one is rejected \
      as `invalid_field`).",
     "The pages' script and style are served under `/assets/`.",
-    "`POST /v1/qr` (operators) answers a text of 1 to 1024 characters, `{\"text\": \"…\"}`, as \
+    "`POST /v1/qr` (operators) answers a text of 1 to 1024 characters (2331 bytes at most), `{\"text\": \"…\"}`, as \
      an SVG QR code (`image/svg+xml`, level M, with a quiet zone), for the dashboard's \
      volunteer sign-in links.",
 ];
@@ -562,6 +562,94 @@ mod tests {
         for r in found {
             let pointer = r.strip_prefix('#').expect("a local reference");
             assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+        }
+    }
+
+    /// Every string leaf of a schema, as (where, schema), following
+    /// references, combinators, properties and items.
+    fn strings<'a>(
+        doc: &'a Value,
+        at: String,
+        schema: &'a Value,
+        out: &mut Vec<(String, &'a Value)>,
+    ) {
+        if let Some(r) = schema["$ref"].as_str() {
+            let target = doc.pointer(r.trim_start_matches('#')).expect("resolves");
+            return strings(doc, at, target, out);
+        }
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for s in schema[key].as_array().into_iter().flatten() {
+                strings(doc, at.clone(), s, out);
+            }
+        }
+        for (name, s) in schema["properties"].as_object().into_iter().flatten() {
+            strings(doc, format!("{at}.{name}"), s, out);
+        }
+        if schema["items"].is_object() {
+            strings(doc, format!("{at}[]"), &schema["items"], out);
+        }
+        let is_string = match &schema["type"] {
+            Value::String(t) => t == "string",
+            Value::Array(ts) => ts.iter().any(|t| t == "string"),
+            _ => false,
+        };
+        if is_string {
+            out.push((at, schema));
+        }
+    }
+
+    /// The document tells a good body from a bad one as the validators do
+    /// (`super::super::validate`): every text a body takes has a
+    /// `maxLength` and the pattern of its kind, so that a client (and
+    /// schemathesis) knows that NUL, blank names and long texts are refused.
+    #[test]
+    fn every_text_in_a_body_carries_its_length_and_pattern() {
+        use super::super::validate::{NAME_PATTERN, TEXT_PATTERN};
+        use crate::domain::ids::{NO_NUL_PATTERN, SLUG_PATTERN};
+        // The broker hooks pass on what an MQTT client sent: any text of
+        // the stated length.
+        const ANY_TEXT: &[&str] = &[
+            "/v1/mqtt/auth.clientid",
+            "/v1/mqtt/auth.username",
+            "/v1/mqtt/auth.password",
+            "/v1/mqtt/acl.clientid",
+            "/v1/mqtt/acl.username",
+            "/v1/mqtt/acl.topic",
+        ];
+        let doc = doc();
+        let mut found = Vec::new();
+        for (_, path, op) in operations(&doc) {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            if !schema.is_null() {
+                strings(&doc, path, schema, &mut found);
+            }
+        }
+        let texts: Vec<&str> = found.iter().map(|(at, _)| at.as_str()).collect();
+        for expected in [
+            "/v1/seniors/{id}.contacts[].name",
+            "/v1/volunteers/{id}.skills[]",
+        ] {
+            assert!(
+                texts.contains(&expected),
+                "{expected} not found in {texts:?}"
+            );
+        }
+        for (at, schema) in &found {
+            if schema["enum"].is_array() {
+                continue;
+            }
+            assert!(schema["maxLength"].is_u64(), "{at}: no maxLength");
+            if ANY_TEXT.contains(&at.as_str()) {
+                continue;
+            }
+            let pattern = schema["pattern"].as_str().unwrap_or_default();
+            assert!(
+                [NAME_PATTERN, TEXT_PATTERN, SLUG_PATTERN, NO_NUL_PATTERN].contains(&pattern),
+                "{at}: pattern {pattern:?}"
+            );
+            if pattern == NAME_PATTERN {
+                assert_eq!(schema["minLength"], 1, "{at}");
+            }
         }
     }
 

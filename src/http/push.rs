@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::VolunteerAuth;
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, object};
 use super::openapi::{
     BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
 };
@@ -57,8 +57,9 @@ async fn key(State(state): State<AppState>) -> Json<PushKey> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionBody {
     /// The push service's URL for this browser (https).
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub endpoint: String,
+    #[serde(deserialize_with = "object::required")]
     pub keys: SubscriptionKeys,
 }
 
@@ -66,10 +67,10 @@ pub struct SubscriptionBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SubscriptionKeys {
     /// The browser's P-256 public key (65 bytes).
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = r"^[^\u0000]*$")]
     pub p256dh: String,
     /// The authentication secret (16 bytes).
-    #[schema(max_length = 40)]
+    #[schema(max_length = 40, pattern = r"^[^\u0000]*$")]
     pub auth: String,
 }
 
@@ -134,7 +135,7 @@ async fn subscribe(
 /// Which subscription to take back.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UnsubscribeBody {
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub endpoint: String,
 }
 
@@ -162,10 +163,13 @@ async fn unsubscribe(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UnsubscribeBody>,
 ) -> Result<StatusCode, ApiError> {
-    // Stored in the URL's normal form.
+    // Stored in the URL's normal form; what is no URL was never stored.
+    if body.endpoint.len() > crate::notify::webpush::MAX_ENDPOINT_LEN {
+        return Err(ApiError::Unprocessable("endpoint: too long".into()));
+    }
     let endpoint = reqwest::Url::parse(&body.endpoint)
         .map(|u| u.to_string())
-        .unwrap_or(body.endpoint);
+        .map_err(|_| ApiError::Unprocessable("endpoint: not a URL".into()))?;
     if state.store.remove_push_endpoint(&id, &endpoint).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -36,7 +36,8 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct QrBody {
     /// What the code holds, typically a link; 1 to 1024 characters, with no
-    /// NUL character.
+    /// NUL character, and at most 2331 bytes in UTF-8 (what a QR code can
+    /// hold; a rule on bytes that JSON Schema cannot state): 422 otherwise.
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub text: String,
 }

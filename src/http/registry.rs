@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Operator;
 use super::error::{ApiError, Invalid, invalid_id};
-use super::extract::{ApiJson, ApiQuery, IdPath};
+use super::extract::{ApiJson, ApiQuery, IdPath, object};
 use super::openapi::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
     Unprocessable,
@@ -46,17 +46,23 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SeniorBody {
     /// Not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub name: String,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub address: Option<String>,
     /// Where an alert without a location is sent.
+    #[serde(default, deserialize_with = "object::optional")]
     pub home: Option<LatLon>,
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub grid: Option<String>,
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub notes: Option<String>,
     #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "object::optional_list")]
     pub contacts: Option<Vec<ContactBody>>,
 }
 
@@ -64,10 +70,18 @@ pub struct SeniorBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ContactBody {
     /// Not blank.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub name: String,
     /// Not blank.
-    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub phone: String,
 }
 
@@ -335,11 +349,15 @@ async fn list_devices(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VolunteerBody {
     /// Not blank; the band shows it when they accept.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub name: String,
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = r"^[^\u0000]*$")]
     pub phone: Option<String>,
-    #[schema(max_length = 200)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000]*$")]
     pub grid: Option<String>,
     /// Each not blank, at most 200 characters.
     #[schema(schema_with = skills_schema)]
@@ -356,7 +374,7 @@ fn skills_schema() -> utoipa::openapi::schema::Array {
                 .schema_type(Type::String)
                 .min_length(Some(1))
                 .max_length(Some(MAX_NAME_CHARS))
-                .pattern(Some(r"\S")),
+                .pattern(Some(validate::NAME_PATTERN)),
         )
         .max_items(Some(validate::MAX_LIST_LEN))
         .build()

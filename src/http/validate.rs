@@ -2,6 +2,14 @@
 //! free text and coordinates. Strings are kept as given (not trimmed), but a
 //! name must hold something besides whitespace. Each failure is an
 //! [`Invalid`], a 422.
+//!
+//! The OpenAPI document states the same rules, so that a client (or
+//! schemathesis) can tell a good body from a bad one without asking:
+//! `maxLength` in characters (Unicode scalar values, as JSON Schema and
+//! `chars()` count them), and [`TEXT_PATTERN`] or [`NAME_PATTERN`] on
+//! every text. utoipa takes only literal patterns, so the attributes repeat
+//! them; the tests of `super::openapi` hold every body's strings to these
+//! constants and these constants to the checks below.
 
 use serde::Deserialize;
 
@@ -16,6 +24,30 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const MAX_PHONE_CHARS: usize = 64;
 /// Entries of a list (contacts, skills).
 pub const MAX_LIST_LEN: usize = 50;
+
+/// The characters a blank name is made of: Unicode's White_Space, the
+/// set `char::is_whitespace` (and so `str::trim`) uses, as the inside of a
+/// character class, with `\uXXXX` escapes that ECMAScript, Python and Rust
+/// regular expressions all read the same. (`\s` is not the same set in
+/// any two of them: Python's holds U+001C–U+001F and U+0085, ECMAScript's
+/// U+FEFF and not U+0085, and schemathesis generates with Python's.)
+macro_rules! whitespace_class {
+    () => {
+        "\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+    };
+}
+
+/// The JSON Schema `pattern` of every free text a body takes: no NUL
+/// (PostgreSQL cannot store it).
+pub const TEXT_PATTERN: &str = crate::domain::ids::NO_NUL_PATTERN;
+
+/// The `pattern` of a name, and of every text that must not be blank: no
+/// NUL, and at least one character that is not whitespace.
+pub const NAME_PATTERN: &str = concat!(
+    "^[^\\u0000]*[^\\u0000",
+    whitespace_class!(),
+    "][^\\u0000]*$"
+);
 
 /// A required short text: not blank, at most `max` characters.
 pub fn required(field: &str, value: String, max: usize) -> Result<String, Invalid> {
@@ -43,6 +75,23 @@ fn at_most(field: &str, value: String, max: usize) -> Result<String, Invalid> {
         ));
     }
     Ok(value)
+}
+
+/// A text of at most `max` characters, kept as it is (the broker hooks
+/// pass on whatever a client sent, NUL included).
+pub fn length(field: &str, value: &str, max: usize) -> Result<(), Invalid> {
+    if value.chars().count() > max {
+        return Err(Invalid::field(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`length`] of an optional text.
+pub fn length_of(field: &str, value: Option<&str>, max: usize) -> Result<(), Invalid> {
+    value.map_or(Ok(()), |v| length(field, v, max))
 }
 
 /// A list of at most [`MAX_LIST_LEN`] entries.
@@ -97,6 +146,65 @@ mod tests {
     fn nul_characters_are_refused() {
         assert!(required("name", "Li\0".into(), 10).is_err());
         assert!(optional("notes", Some("\0".into()), 10).is_err());
+    }
+
+    /// A pattern as a JSON Schema validator reads it: anywhere in the
+    /// string (ours are anchored).
+    fn pattern(p: &str) -> regex::Regex {
+        regex::Regex::new(p).expect("a valid pattern")
+    }
+
+    #[test]
+    fn the_whitespace_class_is_exactly_what_trim_removes() {
+        let class = pattern(concat!("^[", whitespace_class!(), "]$"));
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(
+                class.is_match(c.encode_utf8(&mut [0; 4])),
+                c.is_whitespace(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
+    fn the_patterns_read_the_same_in_ecmascript_python_and_rust() {
+        // Only \uXXXX escapes, ranges and negated classes: no \s, \w, \d
+        // or flags, whose meaning differs between engines.
+        for p in [NAME_PATTERN, TEXT_PATTERN] {
+            let unescaped = p.replace("\\u", "");
+            assert!(!unescaped.contains('\\'), "{p}");
+            assert!(p.starts_with('^') && p.ends_with('$'), "{p}");
+        }
+    }
+
+    /// Text that is mostly ordinary and often blank or holding a NUL.
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[ \t\n\x0b\x0c\r\u{85}\u{a0}\u{1680}\u{2000}-\u{200a}\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}\u{feff}\x1c-\x1f\x00a]{0,6}",
+            "\\PC{0,8}",
+            any::<String>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// The document's patterns accept exactly what the checks accept.
+        #[test]
+        fn the_patterns_agree_with_the_checks(s in text()) {
+            proptest::prop_assert_eq!(
+                pattern(NAME_PATTERN).is_match(&s),
+                required("name", s.clone(), usize::MAX).is_ok(),
+                "{:?}", s
+            );
+            proptest::prop_assert_eq!(
+                pattern(TEXT_PATTERN).is_match(&s),
+                optional("notes", Some(s.clone()), usize::MAX).is_ok(),
+                "{:?}", s
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod burst;
 mod common;
 mod faults;
 mod flood;
+mod hostile;
 mod http;
 mod ingest;
 mod lifecycle;
