@@ -26,6 +26,8 @@ use crate::store::{self, Store};
 
 /// Where the hash of a generated operator token is kept.
 const OPERATOR_TOKEN_KEY: &str = "operator_token_sha256";
+/// Where the key of signed offer links is kept.
+const LINK_KEY: &str = "offer_link_key";
 /// Where the Web Push (VAPID) private key is kept.
 const VAPID_KEY: &str = "vapid_private_key";
 
@@ -252,8 +254,19 @@ impl Application {
             public_key: vapid.public_key(),
             policy: push_policy,
         };
+        // The key of signed offer links, generated on first start and kept.
+        let link_key = notify::links::LinkKey::new(
+            store
+                .init_meta(LINK_KEY, &notify::links::LinkKey::generate())
+                .await
+                .context("keeping the offer links' key")?,
+        );
         let channels = notify::Channels {
             remind_every: settings.escalation_repeat,
+            ntfy: Some(notify::NtfyChannel {
+                public_url: settings.public_url.clone(),
+                links: link_key.clone(),
+            }),
             push: Some(notify::PushChannel {
                 keys: vapid,
                 subject: notify::webpush::VapidSubject::parse(&settings.vapid_subject)
@@ -339,6 +352,7 @@ impl Application {
             metrics,
             access,
             push: push_config,
+            link_key,
         });
         info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");
         let workers = [

@@ -87,6 +87,11 @@ pub struct Settings {
     /// The key of the webhook's HMAC-SHA256 signature (at least 16
     /// characters); required with `notify_webhook_url`.
     pub notify_webhook_secret: Option<Secret>,
+    /// The service's address as phones reach it, e.g.
+    /// `https://onepress.example.org`: the tap target and the Accept and
+    /// Decline buttons of an ntfy notification point there. None: ntfy
+    /// notifications carry the text only.
+    pub public_url: Option<String>,
     /// How often the operators are told again of an alert that still has
     /// nobody (escalated, or its response target missed) until an operator
     /// acts on it or a volunteer accepts.
@@ -127,6 +132,7 @@ impl Default for Settings {
             log_format: crate::telemetry::LogFormat::Text,
             notify_webhook_url: None,
             notify_webhook_secret: None,
+            public_url: None,
             escalation_repeat: Duration::from_secs(120),
             vapid_subject: "mailto:onepress@localhost".into(),
             push_allow_loopback: false,
@@ -301,6 +307,13 @@ impl Settings {
                     "notify_webhook_url",
                     "is required with notify_webhook_secret",
                 );
+            }
+        }
+        if let Some(url) = &self.public_url {
+            let ok = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok || url.len() > 512 {
+                return invalid("public_url", "must be an http:// or https:// URL");
             }
         }
         if crate::notify::webpush::VapidSubject::parse(&self.vapid_subject).is_err() {

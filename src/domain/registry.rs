@@ -56,6 +56,9 @@ pub struct VolunteerProfile {
     pub phone: Option<String>,
     pub grid: Option<String>,
     pub skills: Vec<String>,
+    /// The volunteer's ntfy topic URL (an extension): offers are published
+    /// there too, with Accept and Decline buttons.
+    pub ntfy_url: Option<String>,
 }
 
 /// A volunteer's profile with their dispatch state, as the store has it.

@@ -52,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/alerts/{id}/resolve", post(resolve))
         .route("/v1/alerts/{id}/cancel", post(cancel))
         .route("/v1/alerts/{id}/assign", post(assign))
+        .route("/v1/offers/{id}/{action}", post(offer_link))
 }
 
 // ----- reads ----------------------------------------------------------------
@@ -534,4 +535,100 @@ mod tests {
         let q: Result<ListQuery, _> = serde_json::from_value(serde_json::json!({"state": "open"}));
         assert!(q.is_err());
     }
+}
+
+// ----- signed offer links ----------------------------------------------------
+
+/// The query of a signed offer link.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// The volunteer the offer is for.
+    #[param(max_length = 64, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub volunteer: String,
+    /// Unix seconds after which the link is refused.
+    pub expires: i64,
+    /// HMAC-SHA256 signature (hex) of the alert, the volunteer, the action
+    /// and the expiry, by the service.
+    #[param(max_length = 64, pattern = r"^[0-9a-f]{64}$")]
+    pub sig: String,
+}
+
+/// What a signed offer link did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkDone {
+    pub alert_id: AlertId,
+    /// `accepted` or `declined`.
+    pub done: &'static str,
+    /// The alert's state now.
+    pub state: crate::domain::AlertState,
+}
+
+/// (extension) Accepts or declines an offer through a signed link, as the
+/// volunteer it was made to, without their token: the link is good for this
+/// alert, this volunteer and this action only, until the offer expires. The
+/// service puts such links behind the Accept and Decline buttons of a
+/// notification (ntfy). Answers as `accept`/`decline` do; 403 for a link
+/// that is forged, altered or past its expiry.
+#[utoipa::path(
+    post,
+    path = "/v1/offers/{id}/{action}",
+    tag = "alerts",
+    params(
+        ("id" = AlertId, Path, description = "The alert's id"),
+        ("action" = String, Path, description = "`accept` or `decline`"),
+        LinkQuery,
+    ),
+    responses(
+        (status = 200, description = "Done", body = LinkDone),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+    extensions(("x-onepress-roles" = json!(["signed link"]))),
+)]
+#[tracing::instrument(skip_all, fields(alert_id = %id, action = %action))]
+async fn offer_link(
+    State(state): State<AppState>,
+    axum::extract::Path((id, action)): axum::extract::Path<(String, String)>,
+    ApiQuery(q): ApiQuery<LinkQuery>,
+) -> Result<Json<LinkDone>, ApiError> {
+    let id = AlertId::parse(id).map_err(|e| ApiError::Unprocessable(format!("alert id: {e}")))?;
+    let action = crate::notify::links::LinkAction::parse(&action)
+        .ok_or_else(|| ApiError::not_found("offer action"))?;
+    let genuine = state
+        .link_key
+        .verify(id.as_str(), &q.volunteer, action, q.expires, &q.sig);
+    if !genuine {
+        return Err(ApiError::Forbidden("this link is not valid".into()));
+    }
+    if crate::engine::now().timestamp() > q.expires {
+        return Err(ApiError::Forbidden("this link has expired".into()));
+    }
+    let v = VolunteerId::parse(q.volunteer).map_err(|e| invalid_id("volunteer", e))?;
+    let (command, done) = match action {
+        crate::notify::links::LinkAction::Accept => (
+            Command::Accept {
+                alert_id: id.clone(),
+                volunteer_id: v.clone(),
+            },
+            "accepted",
+        ),
+        crate::notify::links::LinkAction::Decline => (
+            Command::Decline {
+                alert_id: id.clone(),
+                volunteer_id: v.clone(),
+            },
+            "declined",
+        ),
+    };
+    let Json(alert) = act(&state, &id, Some(&v), command).await?;
+    Ok(Json(LinkDone {
+        alert_id: alert.id,
+        done,
+        state: alert.state,
+    }))
 }

@@ -67,6 +67,8 @@ pub struct AppState {
     /// The public half of the service's VAPID key, and which push
     /// endpoints a subscription may name.
     pub push: PushConfig,
+    /// Verifies signed offer links (`POST /v1/offers/{id}/{action}`).
+    pub link_key: crate::notify::links::LinkKey,
     /// The process's metrics recorder, rendered by `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Who may do what on the broker; told when a credential changes.

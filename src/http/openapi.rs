@@ -54,6 +54,9 @@ pub const EXTENSIONS: &[&str] = &[
      overloaded (a QoS 0 heartbeat dropped while more than 10,000 messages wait), as well as \
      the contract's rate_limited, and store_refused (an error that would recur on every retry).",
     "Breach timeline events are stamped at the deadline itself, even when recorded later.",
+    "`POST /v1/offers/{id}/{action}?volunteer=&expires=&sig=`: a signed link (no token) that \
+     accepts or declines one offer for one volunteer until it expires; behind the buttons of an \
+     ntfy notification. A volunteer's optional `ntfy_url` receives each offer.",
     "Web Push for volunteers: `GET /v1/push/key` (the VAPID public key, no auth), \
      `POST /v1/me/push` and `DELETE /v1/me/push` (a browser's push subscription); offers are \
      pushed to every subscription of the volunteer.",
@@ -115,6 +118,7 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         volunteer::set_duty,
         volunteer::set_location,
         push::key,
+        alerts::offer_link,
         push::subscribe,
         push::unsubscribe,
         alerts::list_alerts,
@@ -278,6 +282,7 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("get", "/v1/push/key", false),
     ("post", "/v1/me/push", true),
     ("delete", "/v1/me/push", true),
+    ("post", "/v1/offers/{id}/{action}", false),
     ("get", "/v1/alerts", true),
     ("get", "/v1/alerts/{id}", true),
     ("post", "/v1/alerts/{id}/accept", true),

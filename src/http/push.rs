@@ -167,6 +167,9 @@ async fn unsubscribe(
     if body.endpoint.len() > crate::notify::webpush::MAX_ENDPOINT_LEN {
         return Err(ApiError::Unprocessable("endpoint: too long".into()));
     }
+    if body.endpoint.contains('\0') {
+        return Err(ApiError::Unprocessable("endpoint: holds a NUL".into()));
+    }
     let endpoint = reqwest::Url::parse(&body.endpoint)
         .map(|u| u.to_string())
         .map_err(|_| ApiError::Unprocessable("endpoint: not a URL".into()))?;

@@ -362,6 +362,11 @@ pub struct VolunteerBody {
     /// Each not blank, at most 200 characters.
     #[schema(schema_with = skills_schema)]
     pub skills: Option<Vec<String>>,
+    /// (extension) The volunteer's ntfy topic, e.g.
+    /// `https://ntfy.example.org/wang-fang-7f3a`: offers are published there
+    /// with Accept and Decline buttons. An http or https URL.
+    #[schema(max_length = 512, pattern = r"^[^\u0000]*$")]
+    pub ntfy_url: Option<String>,
 }
 
 /// `skills` in the OpenAPI document: null, or up to 50 names.
@@ -392,6 +397,20 @@ impl TryFrom<(VolunteerId, VolunteerBody)> for VolunteerProfile {
                 .into_iter()
                 .map(|s| validate::required("skills", s, MAX_NAME_CHARS))
                 .collect::<Result<_, _>>()?,
+            ntfy_url: validate::optional("ntfy_url", b.ntfy_url, 512)?
+                .map(|u| {
+                    let ok = reqwest::Url::parse(&u).is_ok_and(|url| {
+                        matches!(url.scheme(), "http" | "https")
+                            && url.host().is_some()
+                            && url.username().is_empty()
+                    });
+                    if ok {
+                        Ok(u)
+                    } else {
+                        Err(Invalid::field("ntfy_url", "must be an http or https URL"))
+                    }
+                })
+                .transpose()?,
         })
     }
 }

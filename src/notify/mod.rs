@@ -11,6 +11,7 @@
 //! the engine: a dead channel delays no dispatch and no commit, and each
 //! channel has its own bound on requests in flight.
 
+pub mod links;
 pub mod plan;
 pub mod webhook;
 pub mod webpush;
@@ -48,9 +49,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Channels {
     pub webhook: Option<Webhook>,
     pub push: Option<PushChannel>,
+    /// ntfy, for volunteers who gave a topic URL.
+    pub ntfy: Option<NtfyChannel>,
     /// How often the operators hear again of an alert that still has
     /// nobody (see [`plan::needs_operators`]).
     pub remind_every: Duration,
+}
+
+/// ntfy: where the buttons of a notification point.
+#[derive(Clone)]
+pub struct NtfyChannel {
+    /// The service's address as phones reach it; None: text only.
+    pub public_url: Option<String>,
+    pub links: links::LinkKey,
 }
 
 /// Web Push: the service's VAPID keys and who it says it is.
@@ -81,6 +92,7 @@ pub struct Notifier {
     wake: Arc<Notify>,
     webhook_slots: Arc<Semaphore>,
     push_slots: Arc<Semaphore>,
+    ntfy_slots: Arc<Semaphore>,
 }
 
 /// How one channel's try went.
@@ -123,6 +135,7 @@ impl Notifier {
             wake,
             webhook_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
             push_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
+            ntfy_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
         }
     }
 
@@ -203,6 +216,17 @@ impl Notifier {
                 Err(e) => tries.push(("web_push", Tried::Retry(e.to_string()))),
             }
         }
+        if let (Audience::Volunteer(v), Some(ntfy)) = (&n.audience, &self.channels.ntfy) {
+            match self.store.get_volunteer(v).await {
+                Ok(Some(r)) => {
+                    if let Some(url) = &r.profile.ntfy_url {
+                        tries.push(("ntfy", self.ntfy_one(ntfy, &n, v, url).await));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tries.push(("ntfy", Tried::Retry(e.to_string()))),
+            }
+        }
         let pushed = tries.iter().any(|(_, t)| matches!(t, Tried::Delivered));
         if !pushed {
             if let Some(webhook) = &self.channels.webhook {
@@ -267,6 +291,71 @@ impl Notifier {
             }
             Err(e) if e.is_transient() => Tried::Retry(e.to_string()),
             Err(e) => Tried::Failed(e.to_string()),
+        }
+    }
+
+    /// Publishes an offer to a volunteer's ntfy topic (ntfy's JSON API: a
+    /// POST of `{topic, title, message, priority, tags, click, actions}` to
+    /// the server's root), with Accept and Decline buttons that call signed
+    /// links when the service's public address is known.
+    async fn ntfy_one(
+        &self,
+        ntfy: &NtfyChannel,
+        n: &Notification,
+        volunteer: &crate::domain::VolunteerId,
+        topic_url: &str,
+    ) -> Tried {
+        let Ok(url) = reqwest::Url::parse(topic_url) else {
+            return Tried::Failed("the ntfy URL does not parse".into());
+        };
+        let Some(topic) = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+        else {
+            return Tried::Failed("the ntfy URL names no topic".into());
+        };
+        let mut root = url.clone();
+        if let Ok(mut segments) = root.path_segments_mut() {
+            segments.pop();
+        }
+        root.set_query(None);
+        let body: Value = serde_json::from_str(&n.body).unwrap_or(Value::Null);
+        let senior = body["senior"]["name"].as_str().unwrap_or("a senior");
+        let mut message = json!({
+            "topic": topic,
+            "title": format!("Help needed: {senior}"),
+            "message": body["text"],
+            "priority": 5,
+            "tags": ["rotating_light"],
+        });
+        let expires = body["expires_at"]
+            .as_str()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(|t| t.timestamp());
+        if let (Some(base), Some(expires)) = (&ntfy.public_url, expires) {
+            let base = base.trim_end_matches('/');
+            let link = |action| {
+                ntfy.links
+                    .url(base, &n.alert_id, volunteer, action, expires)
+            };
+            message["click"] = json!(format!("{base}/volunteer#alert={}", n.alert_id));
+            message["actions"] = json!([
+                {"action": "http", "label": "Accept", "url": link(links::LinkAction::Accept), "method": "POST", "clear": true},
+                {"action": "http", "label": "Decline", "url": link(links::LinkAction::Decline), "method": "POST", "clear": true},
+            ]);
+        }
+        let Ok(_slot) = self.ntfy_slots.acquire().await else {
+            return Tried::Retry("stopping".into());
+        };
+        match self.client.post(root).json(&message).send().await {
+            Ok(r) if r.status().is_success() => Tried::Delivered,
+            Ok(r) if r.status().is_server_error() || matches!(r.status().as_u16(), 408 | 429) => {
+                Tried::Retry(format!("ntfy answered {}", r.status()))
+            }
+            Ok(r) => Tried::Failed(format!("ntfy answered {}", r.status())),
+            Err(e) => Tried::Retry(e.without_url().to_string()),
         }
     }
 

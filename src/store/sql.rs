@@ -106,13 +106,13 @@ pub(super) const DEVICE_OWNER: &str = "SELECT s.id, s.name, s.address, s.home_la
      s.grid, s.notes, s.contacts FROM devices d JOIN seniors s ON s.id = d.senior_id \
      WHERE d.device_id = $1";
 pub(super) const UPSERT_VOLUNTEER: &str = "INSERT INTO volunteers \
-     (id, name, phone, grid, skills) VALUES ($1, $2, $3, $4, $5) \
+     (id, name, phone, grid, skills, ntfy_url) VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, phone = excluded.phone, \
-     grid = excluded.grid, skills = excluded.skills";
+     grid = excluded.grid, skills = excluded.skills, ntfy_url = excluded.ntfy_url";
 macro_rules! select_volunteers {
     () => {
-        "SELECT id, name, phone, grid, skills, on_duty, lat, lon, location_at, busy_alert \
-         FROM volunteers"
+        "SELECT id, name, phone, grid, skills, ntfy_url, on_duty, lat, lon, location_at, \
+         busy_alert FROM volunteers"
     };
 }
 pub(super) const GET_VOLUNTEER: &str = concat!(select_volunteers!(), " WHERE id = $1");
@@ -416,6 +416,7 @@ pub(super) struct VolunteerRow {
     phone: Option<String>,
     grid: Option<String>,
     skills: String,
+    ntfy_url: Option<String>,
     on_duty: bool,
     lat: Option<f64>,
     lon: Option<f64>,
@@ -434,6 +435,7 @@ impl IntoDomain for VolunteerRow {
                 phone: self.phone,
                 grid: self.grid,
                 skills: from_json(&self.skills)?,
+                ntfy_url: self.ntfy_url,
             },
             on_duty: self.on_duty,
             busy: busy_alert.is_some(),
@@ -1026,6 +1028,7 @@ macro_rules! impl_store {
                         .bind(profile.phone.as_deref())
                         .bind(profile.grid.as_deref())
                         .bind(sql::to_json(&profile.skills)?)
+                        .bind(profile.ntfy_url.as_deref())
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;

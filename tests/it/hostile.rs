@@ -87,6 +87,8 @@ enum Kind {
     Skills,
     /// A Web Push endpoint: https to a host name, at most 2048 characters.
     PushEndpoint,
+    /// An http or https URL of at most 512 characters (a volunteer's ntfy topic).
+    HttpUrl,
     /// `{p256dh, auth}`: a P-256 point (65 bytes) and 16 bytes, base64url.
     PushKeys,
 }
@@ -158,6 +160,7 @@ const ROUTES: &[Route] = &[
             opt("phone", Kind::Text(64)),
             opt("grid", Kind::Text(200)),
             opt("skills", Kind::Skills),
+            opt("ntfy_url", Kind::HttpUrl),
         ],
     },
     Route {
@@ -522,6 +525,19 @@ fn bad_value(kind: Kind, required: bool) -> BoxedStrategy<String> {
         .boxed(),
         Kind::Contacts => bad_contacts(),
         Kind::PushEndpoint => bad_push_endpoint(required),
+        Kind::HttpUrl => prop_oneof![
+            not_a_string(required),
+            text_json(with_nul()),
+            text_json(too_long(512)),
+            prop::sample::select(vec![
+                j(json!("")),
+                j(json!("ntfy.example.org/t")),
+                j(json!("ftp://ntfy.example.org/t")),
+                j(json!("https://user:pw@ntfy.example.org/t")),
+                j(json!("not a url")),
+            ]),
+        ]
+        .boxed(),
         Kind::PushKeys => bad_push_keys(),
         Kind::Skills => prop_oneof![
             Just(j(json!(vec!["first_aid"; 51]))),
@@ -728,6 +744,7 @@ impl World {
             (Kind::Contacts, _) => json!([{"name": "Jiang Wei", "phone": "138-0000-0017"}]),
             (Kind::Skills, _) => json!(["first_aid"]),
             (Kind::PushEndpoint, _) => json!(PUSH_ENDPOINT),
+            (Kind::HttpUrl, _) => json!("https://ntfy.example.org/wang-fang-7f3a"),
             // The browser keys of RFC 8291's example.
             (Kind::PushKeys, _) => json!({"p256dh": RFC8291_P256DH, "auth": RFC8291_AUTH}),
         }

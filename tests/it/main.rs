@@ -13,6 +13,7 @@ mod ingest;
 mod lifecycle;
 mod live;
 mod notify;
+mod ntfy;
 mod openapi;
 mod pages;
 mod push;

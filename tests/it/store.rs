@@ -171,6 +171,7 @@ fn profile(id: &str) -> VolunteerProfile {
         phone: Some("+49 170 0000".into()),
         grid: None,
         skills: vec!["first aid".into(), "stairs".into()],
+        ntfy_url: Some(format!("https://ntfy.example.org/onepress-{id}")),
     }
 }
 
