@@ -609,7 +609,7 @@ mod tests {
     /// schemathesis) knows that NUL, blank names and long texts are refused.
     #[test]
     fn every_text_in_a_body_carries_its_length_and_pattern() {
-        use super::super::validate::{NAME_PATTERN, TEXT_PATTERN};
+        use super::super::validate::{NAME_PATTERN, TEXT_PATTERN, URL_PATTERN};
         use crate::domain::ids::{NO_NUL_PATTERN, SLUG_PATTERN};
         // The broker hooks pass on what an MQTT client sent: any text of
         // the stated length.
@@ -649,7 +649,14 @@ mod tests {
             }
             let pattern = schema["pattern"].as_str().unwrap_or_default();
             assert!(
-                [NAME_PATTERN, TEXT_PATTERN, SLUG_PATTERN, NO_NUL_PATTERN].contains(&pattern),
+                [
+                    NAME_PATTERN,
+                    TEXT_PATTERN,
+                    SLUG_PATTERN,
+                    NO_NUL_PATTERN,
+                    URL_PATTERN
+                ]
+                .contains(&pattern),
                 "{at}: pattern {pattern:?}"
             );
             if pattern == NAME_PATTERN {

@@ -365,7 +365,10 @@ pub struct VolunteerBody {
     /// (extension) The volunteer's ntfy topic, e.g.
     /// `https://ntfy.example.org/wang-fang-7f3a`: offers are published there
     /// with Accept and Decline buttons. An http or https URL.
-    #[schema(max_length = 512, pattern = r"^[^\u0000]*$")]
+    #[schema(
+        max_length = 512,
+        pattern = r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,4})?(/[!-~]*)?$"
+    )]
     pub ntfy_url: Option<String>,
 }
 
@@ -399,15 +402,13 @@ impl TryFrom<(VolunteerId, VolunteerBody)> for VolunteerProfile {
                 .collect::<Result<_, _>>()?,
             ntfy_url: validate::optional("ntfy_url", b.ntfy_url, 512)?
                 .map(|u| {
-                    let ok = reqwest::Url::parse(&u).is_ok_and(|url| {
-                        matches!(url.scheme(), "http" | "https")
-                            && url.host().is_some()
-                            && url.username().is_empty()
-                    });
-                    if ok {
+                    if validate::http_url(&u) {
                         Ok(u)
                     } else {
-                        Err(Invalid::field("ntfy_url", "must be an http or https URL"))
+                        Err(Invalid::field(
+                            "ntfy_url",
+                            "must be an http or https URL to a host name",
+                        ))
                     }
                 })
                 .transpose()?,

@@ -41,6 +41,42 @@ macro_rules! whitespace_class {
 /// (PostgreSQL cannot store it).
 pub const TEXT_PATTERN: &str = crate::domain::ids::NO_NUL_PATTERN;
 
+/// An http or https URL as the service takes one from a body (a
+/// volunteer's ntfy topic): a host name (labels of letters, digits and
+/// hyphens, the last starting with a letter: no addresses, no user), an
+/// optional port of up to 4 digits, an optional path of printable ASCII.
+/// [`http_url`] checks exactly this.
+pub const URL_PATTERN: &str =
+    "^https?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,4})?(/[!-~]*)?$";
+
+/// Whether `s` matches [`URL_PATTERN`].
+pub fn http_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let label_ok =
+        |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let labels: Vec<&str> = host.split('.').collect();
+    let last_ok = labels
+        .last()
+        .is_some_and(|l| l.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()));
+    let port_ok =
+        port.is_none_or(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let path_ok = path.bytes().all(|b| (b'!'..=b'~').contains(&b));
+    labels.iter().all(|l| label_ok(l)) && last_ok && port_ok && path_ok
+}
+
 /// The `pattern` of a name, and of every text that must not be blank: no
 /// NUL, and at least one character that is not whitespace.
 pub const NAME_PATTERN: &str = concat!(
@@ -235,5 +271,38 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_url_rule_and_its_pattern_agree() {
+        let pattern = regex::Regex::new(URL_PATTERN).unwrap();
+        for s in [
+            "https://ntfy.example.org/wang-fang-7f3a",
+            "http://localhost:8080/t",
+            "http://a",
+            "https://x-1.y/a/b?c=d#e",
+            "https://ntfy.sh",
+            "",
+            "ntfy.example.org/t",
+            "ftp://ntfy.example.org/t",
+            "https://user:pw@ntfy.example.org/t",
+            "https://127.0.0.1/t",
+            "https://a.1/t",
+            "https://a..b/t",
+            "https://host:12345/t",
+            "https://host:/t",
+            "https://host/a b",
+            "https://host/a\u{0}",
+            "https://ho_st/t",
+            "https://hé.st/t",
+        ] {
+            assert_eq!(http_url(s), pattern.is_match(s), "{s:?}");
+            if http_url(s) {
+                assert!(
+                    reqwest::Url::parse(s).is_ok(),
+                    "{s:?} matches but does not parse"
+                );
+            }
+        }
     }
 }

@@ -37,7 +37,8 @@ async fn an_offer_reaches_ntfy_and_its_accept_button_works(backend: Backend) {
         .route("/", axum::routing::post(publish))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ntfy = format!("http://{}", listener.local_addr().unwrap());
+    // By name: a topic URL names a host, never an address.
+    let ntfy = format!("http://localhost:{}", listener.local_addr().unwrap().port());
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
