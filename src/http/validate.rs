@@ -44,10 +44,10 @@ pub const TEXT_PATTERN: &str = crate::domain::ids::NO_NUL_PATTERN;
 /// An http or https URL as the service takes one from a body (a
 /// volunteer's ntfy topic): a host name (labels of letters, digits and
 /// hyphens, the last starting with a letter: no addresses, no user), an
-/// optional port of up to 4 digits, an optional path of printable ASCII.
+/// optional port (up to 65535, at most 5 digits, no leading zero in 5), an
+/// optional path of printable ASCII.
 /// [`http_url`] checks exactly this.
-pub const URL_PATTERN: &str =
-    "^https?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*(:[0-9]{1,4})?(/[!-~]*)?$";
+pub const URL_PATTERN: &str = "^https?://([A-Za-z0-9-]+\\.)*[A-Za-z][A-Za-z0-9-]*(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[!-~]*)?$";
 
 /// Whether `s` matches [`URL_PATTERN`].
 pub fn http_url(s: &str) -> bool {
@@ -71,8 +71,14 @@ pub fn http_url(s: &str) -> bool {
     let last_ok = labels
         .last()
         .is_some_and(|l| l.bytes().next().is_some_and(|b| b.is_ascii_alphabetic()));
-    let port_ok =
-        port.is_none_or(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok = port.is_none_or(|p| {
+        let digits = p.bytes().all(|b| b.is_ascii_digit());
+        match p.len() {
+            1..=4 => digits,
+            5 => digits && !p.starts_with('0') && p.parse::<u32>().is_ok_and(|n| n <= 65_535),
+            _ => false,
+        }
+    });
     let path_ok = path.bytes().all(|b| (b'!'..=b'~').contains(&b));
     labels.iter().all(|l| label_ok(l)) && last_ok && port_ok && path_ok
 }
@@ -290,6 +296,12 @@ mod tests {
             "https://a.1/t",
             "https://a..b/t",
             "https://host:12345/t",
+            "http://localhost:43567/t",
+            "https://host:65535/t",
+            "https://host:65536/t",
+            "https://host:99999/t",
+            "https://host:01234/t",
+            "https://host:123456/t",
             "https://host:/t",
             "https://host/a b",
             "https://host/a\u{0}",
