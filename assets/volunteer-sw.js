@@ -215,11 +215,16 @@ self.addEventListener('notificationclick', (event) => {
  * Resolves to what happened (for the browser test, which calls it too).
  */
 async function onNotificationClick(action, notification) {
-  notification.close();
   const offer = notification.data || {};
   if (offer.alert_id && !offer.answered && (action === 'accept' || action === 'decline')) {
-    return answer(action, offer);
+    // Left up while the answer is sent; then replaced by what happened (same
+    // tag), or closed when there is nothing to say. (Closing first could
+    // close the replacement too: a close and a show of one tag may cross.)
+    const outcome = await answer(action, offer);
+    if (outcome === 'declined' || outcome === 'nothing_to_decline') notification.close();
+    return outcome;
   }
+  notification.close();
   return openPage(offer.alert_id);
 }
 
@@ -264,7 +269,7 @@ async function answer(what, offer) {
     code = '';
   }
   // Declining an offer that already ended: nothing to say.
-  if (what === 'decline' && code === 'offer_gone') return code;
+  if (what === 'decline' && code === 'offer_gone') return 'nothing_to_decline';
   const [title, body] = REFUSED[code] ||
     REFUSED[response.status] || ['Your answer was not taken', `The service answered ${response.status}. Tap to open the page.`];
   await say(offer, title, body, 'refused');
