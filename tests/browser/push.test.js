@@ -83,7 +83,11 @@ async function localPushService() {
     /** The next push received after `seen` of them. */
     next: (seen) => until('a push from the service', () => received[seen]),
     count: () => received.length,
-    close: () => new Promise((r) => server.close(r)),
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -240,7 +244,7 @@ function click(worker, tag, action) {
   );
 }
 
-test('an offer pushed to the installed page: a notification whose Accept accepts it with the page closed', async () => {
+test('an offer pushed to the installed page: a notification whose Accept accepts it with the page closed', async (t) => {
   // ---- the registry, and a volunteer on duty near Chen Hua ---------------------------------------
   await op('PUT', '/v1/seniors/s-hz1', { name: 'Chen Hua', address: '8 Osmanthus Road', home: CHEN, notes: 'Ring twice.' });
   await op('PUT', '/v1/devices/band-hz1', { senior_id: 's-hz1' });
@@ -255,9 +259,12 @@ test('an offer pushed to the installed page: a notification whose Accept accepts
   assert.equal(manifest.start_url, '/volunteer');
   assert.equal(manifest.display, 'standalone');
 
+  // Closed even when the test fails (an open server would keep node --test running).
   const service = await localPushService();
+  t.after(() => service.close());
   const keys = browserKeys();
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  t.after(() => context.close());
   await context.grantPermissions(['notifications'], { origin: BASE });
   await context.addInitScript(fakePushManager, { endpoint: service.endpoint, p256dh: b64url(keys.ecdh.getPublicKey()), auth: b64url(keys.auth) });
   const problems = [];
@@ -375,12 +382,13 @@ test('an offer pushed to the installed page: a notification whose Accept accepts
   assert.equal(await click(worker, second.id, ''), 'focused');
   await page.locator(`.offer-card.focused[data-alert-id="${second.id}"]`).waitFor({ timeout: WAIT });
   // a tap closes the notification; the offer comes again, then Decline
+  await until('the tapped notification closed', async () => !(await shownIn(worker)).some((n) => n.tag === second.id));
   await devtools.send('ServiceWorker.deliverPushMessage', { origin: BASE, registrationId, data: pushed2.text });
   await until('the second notification again', async () => (await shownIn(worker)).some((n) => n.tag === second.id));
   assert.equal(await click(worker, second.id, 'decline'), 'declined');
   const declined = await op('GET', `/v1/alerts/${second.id}`);
   assert.ok(declined.timeline.some((e) => e.type === 'declined' && e.volunteer_id === 'v-chen'), JSON.stringify(declined.timeline));
-  assert.equal((await shownIn(worker)).filter((n) => n.tag === second.id).length, 0, 'a decline leaves nothing shown');
+  await until('nothing shown after a decline', async () => !(await shownIn(worker)).some((n) => n.tag === second.id));
   await page.locator(`.offer-card[data-alert-id="${second.id}"]`).waitFor({ state: 'detached', timeout: WAIT });
   // The offer's notification once more (a late repeat), and Accept: the offer is gone, and said so.
   await devtools.send('ServiceWorker.deliverPushMessage', { origin: BASE, registrationId, data: pushed2.text });
@@ -411,6 +419,4 @@ test('an offer pushed to the installed page: a notification whose Accept accepts
 
   await call('PUT', '/v1/me/duty', token, { on_duty: false });
   assert.deepEqual(problems, [], 'no script errors and nothing from another host');
-  await context.close();
-  await service.close();
 });
