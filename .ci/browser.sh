@@ -2,6 +2,8 @@
 # Browser tests of the pages (GET / and GET /volunteer): Debian's headless
 # Chromium driven by playwright-core (tests/browser), against the real
 # binary on a fresh SQLite file and the embedded broker, on free ports.
+# Web Push endpoints on 127.0.0.1 are allowed: push.test.js runs its own
+# push service there.
 #
 #   bash .ci/browser.sh                      # run the test
 #   UPDATE_SCREENSHOTS=1 bash .ci/browser.sh # …and rewrite docs/screenshots/*.png
@@ -60,6 +62,7 @@ echo "== starting onepress (HTTP 127.0.0.1:$HTTP_PORT, MQTT 127.0.0.1:$MQTT_PORT
     ONEPRESS_OPERATOR_TOKEN="$TOKEN" \
     ONEPRESS_MQTT_ADMIN="$ADMIN" \
     ONEPRESS_OFFER_TIMEOUT=2m \
+    ONEPRESS_PUSH_ALLOW_LOOPBACK=true \
     RUST_LOG="${RUST_LOG:-info}" \
     "$ROOT/target/debug/onepress" serve
 ) >"$TMP/service.log" 2>&1 &
@@ -85,6 +88,8 @@ if [ "${UPDATE_SCREENSHOTS:-}" = "1" ]; then
   SHOTS="$ROOT/docs/screenshots"
 fi
 
+# One file at a time: they share the service (an alert of one would show on
+# the dashboard of the other).
 echo "== node --test (tests/browser)"
 status=0
 (
@@ -95,7 +100,7 @@ status=0
     ONEPRESS_MQTT_ADMIN="$ADMIN" \
     CHROMIUM=/usr/bin/chromium \
     SCREENSHOT_DIR="$SHOTS" \
-    node --test --test-reporter=spec
+    node --test --test-concurrency=1 --test-reporter=spec
 ) || status=$?
 
 if [ "$status" -ne 0 ]; then

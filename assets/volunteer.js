@@ -3,7 +3,9 @@
 //
 // The token comes from `?token=` or `#token=` (then kept and taken out of
 // the address bar) or is pasted once; it stays in localStorage. GET /v1/me is read every
-// 2 s: it carries the pending offers and the current alert.
+// 2 s: it carries the pending offers and the current alert. `#alert=<id>`
+// (a tapped notification opens the page so) shows that offer. The service
+// worker, the token kept for it and Web Push are in push.js.
 
 import {
   ApiFailure,
@@ -21,6 +23,7 @@ import {
   plainError,
   tokenStore,
 } from './common.js';
+import { closeStaleNotifications, onWorkerMessage, pushSwitch, registerWorker } from './push.js';
 
 const POLL_MS = 2000;
 const RESEND_MS = 60000; // while sharing, the location is sent at least this often
@@ -44,7 +47,13 @@ const S = {
   lastFix: null,
   lastSent: null,
   sentAt: 0,
+  showAlert: '', // an alert to bring into view (`#alert=`, a tapped notification)…
+  showAlertAt: 0, // …once /v1/me is read after this time
+  meAt: 0, // when the /v1/me in `me` was asked for
+  focused: '', // the offer shown so
 };
+
+const push = pushSwitch({ token: () => S.token, notice });
 
 // ----- the token -----------------------------------------------------------------
 
@@ -62,6 +71,40 @@ const S = {
   history.replaceState(null, '', url.pathname + url.search + (rest ? `#${rest}` : ''));
 })();
 
+// `#alert=<id>`: a tapped notification opened the page on an offer.
+function alertFromUrl() {
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  const id = hash.get('alert');
+  if (!id) return;
+  S.showAlert = id;
+  S.showAlertAt = Date.now();
+  hash.delete('alert');
+  const rest = hash.toString();
+  history.replaceState(null, '', window.location.pathname + window.location.search + (rest ? `#${rest}` : ''));
+}
+alertFromUrl();
+window.addEventListener('hashchange', () => {
+  alertFromUrl();
+  poll();
+});
+onWorkerMessage((id) => {
+  S.showAlert = id;
+  S.showAlertAt = Date.now();
+  poll();
+});
+
+/** A pasted token, or the token in a pasted sign-in link (`…/volunteer#token=…`). */
+function tokenFromText(text) {
+  const t = text.trim();
+  const inLink = t.match(/[#?&]token=([^&#\s]+)/);
+  if (!inLink) return t;
+  try {
+    return decodeURIComponent(inLink[1]);
+  } catch {
+    return inLink[1];
+  }
+}
+
 function showTokenPanel(message) {
   stop();
   $('main').hidden = true;
@@ -72,7 +115,7 @@ function showTokenPanel(message) {
 
 $('token-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  const token = $('token-input').value.trim();
+  const token = tokenFromText($('token-input').value);
   if (!token) return;
   tokens.set(token);
   S.token = token;
@@ -82,6 +125,7 @@ $('token-form').addEventListener('submit', (e) => {
 });
 
 $('change-token').addEventListener('click', () => {
+  push.signOut(S.token);
   tokens.clear();
   S.token = '';
   stopSharing();
@@ -118,6 +162,7 @@ const VOLUNTEER_WORDS = {
 function tokenTrouble(err) {
   if (err instanceof ApiFailure && err.status === 401) {
     tokens.clear();
+    push.tokenLost();
     showTokenPanel(plainError(err, VOLUNTEER_WORDS));
     return true;
   }
@@ -130,13 +175,16 @@ async function poll() {
   if (!S.running || S.inFlight) return;
   S.inFlight = true;
   try {
+    const asked = Date.now();
     S.me = await api(S.token, 'GET', '/v1/me');
+    S.meAt = asked;
     setConn('live', 'Connected');
     render();
   } catch (err) {
     if (tokenTrouble(err)) return;
     if (err instanceof ApiFailure && err.status === 403) {
       tokens.clear();
+      push.tokenLost();
       showTokenPanel(plainError(err, VOLUNTEER_WORDS));
       return;
     }
@@ -155,6 +203,7 @@ function start() {
   poll();
   S.pollTimer = setInterval(poll, POLL_MS);
   if (shareFlag.get() === 'on') startSharing();
+  push.start();
 }
 
 function stop() {
@@ -176,7 +225,27 @@ function render() {
   renderOffers(me.offers || []);
   renderJob(me.current_alert);
   renderDuty(me);
+  if (S.showAlert && S.meAt >= S.showAlertAt) showAlert();
   tick();
+}
+
+/** Brings the offer (or the alert being helped with) of `#alert=` or a tapped notification into view. */
+function showAlert() {
+  const id = S.showAlert;
+  S.showAlert = '';
+  const job = S.me.current_alert;
+  const offer = (S.me.offers || []).find((o) => o.alert_id === id);
+  if (offer) {
+    S.focused = id;
+    S.offersSig = '';
+    renderOffers(S.me.offers);
+    const card = document.querySelector(`.offer-card[data-alert-id="${CSS.escape(id)}"]`);
+    if (card) card.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  } else if (job && job.id === id) {
+    $('job').scrollIntoView({ block: 'start', behavior: 'smooth' });
+  } else {
+    notice('That offer is no longer open to you: it expired, or someone else took it.');
+  }
 }
 
 function renderOffers(offers) {
@@ -184,6 +253,7 @@ function renderOffers(offers) {
   if (sig !== S.offersSig) {
     S.offersSig = sig;
     $('offers').replaceChildren(...offers.map(offerCard));
+    closeStaleNotifications(offers.map((o) => o.alert_id));
   }
   const fresh = offers.filter((o) => !S.seenOffers.has(o.alert_id));
   for (const o of fresh) S.seenOffers.add(o.alert_id);
@@ -195,7 +265,7 @@ function offerCard(o) {
   const senior = o.senior || {};
   return el(
     'section',
-    { class: 'card offer-card', dataset: { alertId: o.alert_id } },
+    { class: `card offer-card${o.alert_id === S.focused ? ' focused' : ''}`, dataset: { alertId: o.alert_id } },
     el('p', { class: 'title', text: `Help needed: ${kindLabel(o.kind)}` }),
     el('p', { class: 'senior', text: senior.name || senior.id || 'A senior' }),
     senior.address && el('p', { text: senior.address }),
@@ -408,7 +478,8 @@ $('duty').addEventListener('click', () => {
   unlockAudio();
   act('duty', async () => {
     await api(S.token, 'PUT', '/v1/me/duty', { on_duty: goOn });
-    notice(goOn ? 'You are on duty. Keep this page open; offers appear here.' : 'You are off duty. Thank you!', true);
+    const where = push.isOn() ? 'Offers appear here and as notifications on this phone.' : 'Keep this page open; offers appear here.';
+    notice(goOn ? `You are on duty. ${where}` : 'You are off duty. Thank you!', true);
   });
 });
 
@@ -523,5 +594,6 @@ function onFixError(err) {
 
 // ----- go ----------------------------------------------------------------------------
 
+registerWorker();
 if (S.token) start();
 else showTokenPanel('');

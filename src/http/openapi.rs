@@ -78,7 +78,10 @@ pub const EXTENSIONS: &[&str] = &[
     "`GET /metrics` has more series than the contract names.",
     "Texts and ids holding a NUL character are refused (422; a band event with one is rejected \
      as `invalid_field`).",
-    "The pages' script and style are served under `/assets/`.",
+    "The pages' script and style are served under `/assets/`. The volunteer page is an \
+     installable web app: its manifest (`/assets/volunteer.webmanifest`) and icons \
+     (`/assets/icons/`) are there too, and its service worker (offline shell, Web Push \
+     notifications with Accept and Decline) is `/volunteer-sw.js`.",
     "`POST /v1/qr` (operators) answers a text of 1 to 1024 characters (2331 bytes at most), `{\"text\": \"…\"}`, as \
      an SVG QR code (`image/svg+xml`, level M, with a quiet zone), for the dashboard's \
      volunteer sign-in links.",
@@ -141,6 +144,14 @@ now: retry. Unknown fields in a body and unknown query parameters are ignored.\n
         common_script,
         dashboard_script,
         volunteer_script,
+        push_script,
+        volunteer_worker,
+        volunteer_manifest,
+        icon_192,
+        icon_512,
+        icon_maskable_512,
+        apple_touch_icon,
+        badge_icon,
     ),
     components(
         schemas(ErrorBody, crate::domain::GatewayId),
@@ -303,6 +314,14 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("get", "/assets/common.js", false),
     ("get", "/assets/dashboard.js", false),
     ("get", "/assets/volunteer.js", false),
+    ("get", "/assets/push.js", false),
+    ("get", "/volunteer-sw.js", false),
+    ("get", "/assets/volunteer.webmanifest", false),
+    ("get", "/assets/icons/volunteer-192.png", false),
+    ("get", "/assets/icons/volunteer-512.png", false),
+    ("get", "/assets/icons/volunteer-maskable-512.png", false),
+    ("get", "/assets/icons/apple-touch-icon.png", false),
+    ("get", "/assets/icons/badge-96.png", false),
 ];
 
 pub fn router() -> Router<AppState> {
@@ -341,15 +360,19 @@ async fn openapi_json() -> Response {
 // `super::pages` serves them from one handler for all its files, so each
 // path is documented by a function of its own here (never called).
 
-/// Declares a documented page or asset.
+/// Declares a documented page or asset (a text or bytes, or the JSON
+/// `Object` given last).
 macro_rules! page {
     ($(#[$doc:meta])* $name:ident, $path:literal, $content_type:literal) => {
+        page!($(#[$doc])* $name, $path, $content_type, String);
+    };
+    ($(#[$doc:meta])* $name:ident, $path:literal, $content_type:literal, $body:ident) => {
         $(#[$doc])*
         #[utoipa::path(
             get,
             path = $path,
             tag = "pages",
-            responses((status = 200, description = "The file", body = String,
+            responses((status = 200, description = "The file", body = $body,
                 content_type = $content_type))
         )]
         #[allow(dead_code)]
@@ -393,6 +416,58 @@ page!(
     volunteer_script,
     "/assets/volunteer.js",
     "text/javascript"
+);
+page!(
+    /// The volunteer page's service worker registration, the token kept
+    /// for the worker, and the switch for Web Push.
+    push_script,
+    "/assets/push.js",
+    "text/javascript"
+);
+page!(
+    /// The volunteer page's service worker (scope `/volunteer`): the offline
+    /// shell, and offers pushed as notifications with Accept and Decline.
+    volunteer_worker,
+    "/volunteer-sw.js",
+    "text/javascript"
+);
+page!(
+    /// The volunteer page's web app manifest (installable, standalone).
+    volunteer_manifest,
+    "/assets/volunteer.webmanifest",
+    "application/manifest+json",
+    Object
+);
+page!(
+    /// The volunteer app's icon, 192 × 192.
+    icon_192,
+    "/assets/icons/volunteer-192.png",
+    "image/png"
+);
+page!(
+    /// The volunteer app's icon, 512 × 512.
+    icon_512,
+    "/assets/icons/volunteer-512.png",
+    "image/png"
+);
+page!(
+    /// The volunteer app's maskable icon, 512 × 512 (the platform cuts its
+    /// own shape).
+    icon_maskable_512,
+    "/assets/icons/volunteer-maskable-512.png",
+    "image/png"
+);
+page!(
+    /// The Home Screen icon on iOS, 180 × 180.
+    apple_touch_icon,
+    "/assets/icons/apple-touch-icon.png",
+    "image/png"
+);
+page!(
+    /// The notifications' monochrome badge (Android's status bar), 96 × 96.
+    badge_icon,
+    "/assets/icons/badge-96.png",
+    "image/png"
 );
 
 #[cfg(test)]

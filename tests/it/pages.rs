@@ -1,6 +1,7 @@
 //! The pages (`GET /`, `GET /volunteer`) and their assets: served without
 //! auth as the right content types, naming no other host, and everything a
-//! page refers to is served. What they do in a browser is tested by
+//! page refers to is served; the volunteer page's service worker, manifest
+//! and icons with their content types and cache headers. What they do in a browser is tested by
 //! `.ci/browser.sh` (tests/browser).
 
 use crate::common::{Backend, spawn_app};
@@ -59,8 +60,9 @@ async fn pages_are_served_and_self_contained(backend: Backend) {
     }
     scripts_and_styles.sort();
     scripts_and_styles.dedup();
-    // The scripts import the shared module.
+    // The scripts import the shared module; the volunteer page's, its push module.
     scripts_and_styles.push("/assets/common.js".into());
+    scripts_and_styles.push("/assets/push.js".into());
     for path in scripts_and_styles {
         let r = app
             .http
@@ -70,19 +72,80 @@ async fn pages_are_served_and_self_contained(backend: Backend) {
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
-        let expected = if path.ends_with(".js") {
-            "text/javascript"
-        } else {
-            "text/css"
+        let expected = match path.rsplit('.').next() {
+            Some("js") => "text/javascript",
+            Some("css") => "text/css",
+            Some("png") => "image/png",
+            Some("webmanifest") => "application/manifest+json",
+            _ => panic!("{path}: what is it?"),
         };
         assert!(content_type.starts_with(expected), "{path}: {content_type}");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+        if expected == "image/png" {
+            continue;
+        }
         let body = r.text().await.unwrap();
         assert!(!body.is_empty(), "{path}");
         assert!(
             !body.contains("http://") && !body.contains("https://"),
             "{path} names another host"
         );
+    }
+    // The volunteer page as an installed app: its service worker (with the
+    // pages' policy), its manifest and its icons.
+    for (path, content_type, cache_control) in [
+        ("/volunteer-sw.js", "text/javascript", "no-cache"),
+        (
+            "/assets/volunteer.webmanifest",
+            "application/manifest+json",
+            "no-cache",
+        ),
+        (
+            "/assets/icons/volunteer-192.png",
+            "image/png",
+            "public, max-age=86400",
+        ),
+        (
+            "/assets/icons/volunteer-512.png",
+            "image/png",
+            "public, max-age=86400",
+        ),
+        (
+            "/assets/icons/volunteer-maskable-512.png",
+            "image/png",
+            "public, max-age=86400",
+        ),
+    ] {
+        let r = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let headers = r.headers().clone();
+        let served_type = headers["content-type"].to_str().unwrap();
+        assert!(
+            served_type.starts_with(content_type),
+            "{path}: {served_type}"
+        );
+        assert_eq!(headers["cache-control"], cache_control, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let body = r.bytes().await.unwrap();
+        if content_type == "image/png" {
+            assert!(body.starts_with(b"\x89PNG\r\n\x1a\n"), "{path}");
+        } else if path == "/volunteer-sw.js" {
+            let csp = headers["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            for event in ["'push'", "'notificationclick'", "'fetch'"] {
+                assert!(text.contains(event), "the worker handles {event}");
+            }
+        } else {
+            let manifest: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(manifest["start_url"], "/volunteer");
+            assert_eq!(manifest["display"], "standalone");
+        }
     }
     // An unknown asset is the API's JSON 404, not a page.
     let r = app.call("GET", "/assets/nope.js", None, None).await;
