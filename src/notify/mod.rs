@@ -205,28 +205,39 @@ impl Notifier {
                 }
             }
         }
-        let mut tries: Vec<(&'static str, Tried)> = Vec::new();
-        if let (Audience::Volunteer(v), Some(push)) = (&n.audience, &self.channels.push) {
+        // A volunteer's browsers and their ntfy topic at once: a slow or
+        // dead one holds up no other (each request has its own timeout).
+        let push = async {
+            let (Audience::Volunteer(v), Some(push)) = (&n.audience, &self.channels.push) else {
+                return Vec::new();
+            };
             match self.store.push_endpoints(v).await {
                 Ok(subscriptions) => {
-                    for s in subscriptions {
-                        tries.push(("web_push", self.push_one(push, &n, &s).await));
-                    }
+                    let each = subscriptions.iter().map(|s| self.push_one(push, &n, s));
+                    futures::future::join_all(each)
+                        .await
+                        .into_iter()
+                        .map(|t| ("web_push", t))
+                        .collect()
                 }
-                Err(e) => tries.push(("web_push", Tried::Retry(e.to_string()))),
+                Err(e) => vec![("web_push", Tried::Retry(e.to_string()))],
             }
-        }
-        if let (Audience::Volunteer(v), Some(ntfy)) = (&n.audience, &self.channels.ntfy) {
+        };
+        let ntfy = async {
+            let (Audience::Volunteer(v), Some(ntfy)) = (&n.audience, &self.channels.ntfy) else {
+                return None;
+            };
             match self.store.get_volunteer(v).await {
-                Ok(Some(r)) => {
-                    if let Some(url) = &r.profile.ntfy_url {
-                        tries.push(("ntfy", self.ntfy_one(ntfy, &n, v, url).await));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tries.push(("ntfy", Tried::Retry(e.to_string()))),
+                Ok(Some(r)) => match &r.profile.ntfy_url {
+                    Some(url) => Some(("ntfy", self.ntfy_one(ntfy, &n, v, url).await)),
+                    None => None,
+                },
+                Ok(None) => None,
+                Err(e) => Some(("ntfy", Tried::Retry(e.to_string()))),
             }
-        }
+        };
+        let (mut tries, ntfy): (Vec<(&'static str, Tried)>, _) = tokio::join!(push, ntfy);
+        tries.extend(ntfy);
         let pushed = tries.iter().any(|(_, t)| matches!(t, Tried::Delivered));
         if !pushed {
             if let Some(webhook) = &self.channels.webhook {
