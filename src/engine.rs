@@ -299,15 +299,9 @@ impl EngineTask {
     async fn rebuild(&mut self, shutdown: &CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let load = self.store.load_snapshot();
-            tokio::pin!(load);
-            let loaded = loop {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.cancelled() => return,
-                    loaded = &mut load => break loaded,
-                    Some(req) = self.rx.recv() => refuse(req),
-                }
+            let Some(loaded) = refusing(&mut self.rx, shutdown, self.store.load_snapshot()).await
+            else {
+                return;
             };
             match loaded {
                 Ok(snapshot) => {
@@ -322,14 +316,8 @@ impl EngineTask {
                 Err(e) => {
                     error!(error = %e, retry_in = ?backoff, "cannot reload the dispatcher; retrying");
                     let pause = tokio::time::sleep(backoff);
-                    tokio::pin!(pause);
-                    loop {
-                        tokio::select! {
-                            biased;
-                            _ = shutdown.cancelled() => return,
-                            _ = &mut pause => break,
-                            Some(req) = self.rx.recv() => refuse(req),
-                        }
+                    if refusing(&mut self.rx, shutdown, pause).await.is_none() {
+                        return;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -338,11 +326,26 @@ impl EngineTask {
     }
 }
 
-/// Answers a command that arrives while the store is unreachable.
-fn refuse(req: Request) {
-    let _ = req.reply.send(Err(CallError::Unavailable(
-        "the store is unreachable; the service is reconnecting".into(),
-    )));
+/// Waits for `work`, answering every command that arrives meanwhile
+/// `Unavailable` (the store is unreachable); None on shutdown.
+async fn refusing<F: std::future::Future>(
+    rx: &mut mpsc::Receiver<Request>,
+    shutdown: &CancellationToken,
+    work: F,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return None,
+            done = &mut work => return Some(done),
+            Some(req) = rx.recv() => {
+                let _ = req.reply.send(Err(CallError::Unavailable(
+                    "the store is unreachable; the service is reconnecting".into(),
+                )));
+            }
+        }
+    }
 }
 
 /// Counts what a committed batch did. Offers: `sent` for a new one, else

@@ -164,13 +164,12 @@ async fn unsubscribe(
     ApiJson(body): ApiJson<UnsubscribeBody>,
 ) -> Result<StatusCode, ApiError> {
     // Stored in the URL's normal form; what is no URL was never stored.
-    if body.endpoint.len() > crate::notify::webpush::MAX_ENDPOINT_LEN {
-        return Err(ApiError::Unprocessable("endpoint: too long".into()));
-    }
-    if body.endpoint.contains('\0') {
-        return Err(ApiError::Unprocessable("endpoint: holds a NUL".into()));
-    }
-    let endpoint = reqwest::Url::parse(&body.endpoint)
+    let endpoint = super::validate::required(
+        "endpoint",
+        body.endpoint,
+        crate::notify::webpush::MAX_ENDPOINT_LEN,
+    )?;
+    let endpoint = reqwest::Url::parse(&endpoint)
         .map(|u| u.to_string())
         .map_err(|_| ApiError::Unprocessable("endpoint: not a URL".into()))?;
     if state.store.remove_push_endpoint(&id, &endpoint).await? {

@@ -361,11 +361,11 @@ impl Notifier {
             return Tried::Retry("stopping".into());
         };
         match self.client.post(root).json(&message).send().await {
-            Ok(r) if r.status().is_success() => Tried::Delivered,
-            Ok(r) if r.status().is_server_error() || matches!(r.status().as_u16(), 408 | 429) => {
-                Tried::Retry(format!("ntfy answered {}", r.status()))
-            }
-            Ok(r) => Tried::Failed(format!("ntfy answered {}", r.status())),
+            Ok(r) => match webhook::outcome(r.status()) {
+                Ok(()) => Tried::Delivered,
+                Err(SendError::Transient(e)) => Tried::Retry(format!("ntfy {e}")),
+                Err(SendError::Permanent(e)) => Tried::Failed(format!("ntfy {e}")),
+            },
             Err(e) => Tried::Retry(e.without_url().to_string()),
         }
     }

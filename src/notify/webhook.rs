@@ -63,14 +63,19 @@ impl Webhook {
             .send()
             .await
             .map_err(|e| SendError::Transient(e.to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(SendError::Transient(format!("answered {status}")))
-        } else {
-            Err(SendError::Permanent(format!("answered {status}")))
-        }
+        outcome(response.status())
+    }
+}
+
+/// How an HTTP channel's answer counts: 2xx delivered; 408, 429 and 5xx
+/// worth another try; any other answer refused for good.
+pub fn outcome(status: reqwest::StatusCode) -> Result<(), SendError> {
+    if status.is_success() {
+        Ok(())
+    } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+        Err(SendError::Transient(format!("answered {status}")))
+    } else {
+        Err(SendError::Permanent(format!("answered {status}")))
     }
 }
 
