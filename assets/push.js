@@ -84,17 +84,29 @@ export function onWorkerMessage(onShow) {
   });
 }
 
-/** Closes the offer notifications of offers no longer pending (answered here, expired, taken). */
+// Offers this page has seen pending: only those can have ended since.
+const seenPending = new Set();
+
+/**
+ * Closes the offer notifications of offers no longer pending (answered
+ * here, expired, taken). An offer the page has not seen pending yet is left
+ * alone unless it has expired: its push may be newer than the page's list.
+ */
 export async function closeStaleNotifications(pendingIds) {
   const registration = await registerWorker();
   if (!registration || !registration.getNotifications) return;
   try {
     for (const n of await registration.getNotifications()) {
       const data = n.data || {};
-      if (data.type === 'offer' && !data.answered && !pendingIds.includes(data.alert_id)) n.close();
+      if (data.type !== 'offer' || data.answered || pendingIds.includes(data.alert_id)) continue;
+      const ended = seenPending.has(data.alert_id);
+      const expired = data.expires_at && Date.parse(data.expires_at) < Date.now();
+      if (ended || expired) n.close();
     }
   } catch {
     // notifications not readable here
+  } finally {
+    for (const id of pendingIds) seenPending.add(id);
   }
 }
 
