@@ -285,10 +285,14 @@ impl Application {
             },
         };
         let wake_notifier = Arc::new(tokio::sync::Notify::new());
+        let reachable = notify::Reachable::load(store.as_ref())
+            .await
+            .context("reading which volunteers have a push channel")?;
         let sinks = Sinks {
             outgoing: outgoing_tx.clone(),
             alerts: alerts_tx,
             reach: channels.reach(),
+            reachable: reachable.clone(),
             notifier: wake_notifier.clone(),
         };
         let (engine, engine_task) =
@@ -310,7 +314,8 @@ impl Application {
             shutdown.clone(),
         ));
         let notifier_task = tokio::spawn(
-            notify::Notifier::new(store.clone(), channels, wake_notifier).run(shutdown.clone()),
+            notify::Notifier::new(store.clone(), channels, wake_notifier, reachable.clone())
+                .run(shutdown.clone()),
         );
 
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
@@ -352,6 +357,7 @@ impl Application {
             metrics,
             access,
             push: push_config,
+            reachable: reachable.clone(),
             link_key,
         });
         info!(%http_addr, mqtt = %format!("{}:{}", target.host, target.port), "onepress built");

@@ -110,6 +110,8 @@ pub struct Sinks {
     pub alerts: broadcast::Sender<Alert>,
     /// Whom notifications can reach (nothing is planned for the rest).
     pub reach: crate::notify::Reach,
+    /// The volunteers with a channel of their own.
+    pub reachable: crate::notify::Reachable,
     /// Woken after a commit that wrote notifications.
     pub notifier: Arc<tokio::sync::Notify>,
 }
@@ -240,7 +242,11 @@ impl EngineTask {
             metrics::histogram!("onepress_engine_batch_size").record(replies.len() as f64);
         }
         if fx.has_writes() {
-            fx.notifications = crate::notify::plan(&fx, now, self.sinks.reach);
+            let reach = self.sinks.reach;
+            fx.notifications = self
+                .sinks
+                .reachable
+                .with(|reachable| crate::notify::plan(&fx, now, reach, reachable));
             let started = Instant::now();
             let committed = match tokio::time::timeout(COMMIT_TIMEOUT, self.store.commit(&fx)).await
             {

@@ -284,6 +284,40 @@ pub struct Effects {
     /// Notifications to write with the rest (the dispatcher leaves this
     /// empty; the shell plans them from the effects before the commit).
     pub notifications: Vec<super::notice::Notification>,
+    /// Where each alert and volunteer already sits in `alerts` and
+    /// `volunteers`, so that a batch of hundreds touching them again does
+    /// not search the lists each time.
+    pub slots: Slots,
+}
+
+/// Positions in [`Effects::alerts`] and [`Effects::volunteers`], kept by the
+/// dispatcher. A hint only: a slot that does not hold the id (lists built
+/// by hand) is looked up again.
+#[derive(Debug, Default, Clone)]
+pub struct Slots {
+    alerts: HashMap<AlertId, usize>,
+    volunteers: HashMap<VolunteerId, usize>,
+}
+
+/// Replaces the item of `list` with `item`'s key, or appends it.
+fn put_slot<T: Clone, K: Eq + std::hash::Hash + Clone>(
+    list: &mut Vec<T>,
+    slots: &mut HashMap<K, usize>,
+    item: &T,
+    key: impl Fn(&T) -> &K,
+) {
+    let at = slots
+        .get(key(item))
+        .copied()
+        .filter(|&i| list.get(i).is_some_and(|x| key(x) == key(item)))
+        .or_else(|| list.iter().position(|x| key(x) == key(item)));
+    match at {
+        Some(i) => list[i] = item.clone(),
+        None => {
+            slots.insert(key(item).clone(), list.len());
+            list.push(item.clone());
+        }
+    }
 }
 
 /// A step of an alert's response, measured from its press, for metrics.
@@ -325,17 +359,13 @@ impl Effects {
     }
 
     fn put_alert(&mut self, alert: &Alert) {
-        match self.alerts.iter_mut().find(|a| a.id == alert.id) {
-            Some(slot) => *slot = alert.clone(),
-            None => self.alerts.push(alert.clone()),
-        }
+        put_slot(&mut self.alerts, &mut self.slots.alerts, alert, |a| &a.id);
     }
 
     fn put_volunteer(&mut self, v: &Volunteer) {
-        match self.volunteers.iter_mut().find(|x| x.id == v.id) {
-            Some(slot) => *slot = v.clone(),
-            None => self.volunteers.push(v.clone()),
-        }
+        put_slot(&mut self.volunteers, &mut self.slots.volunteers, v, |x| {
+            &x.id
+        });
     }
 }
 

@@ -67,6 +67,9 @@ pub struct AppState {
     /// The public half of the service's VAPID key, and which push
     /// endpoints a subscription may name.
     pub push: PushConfig,
+    /// The volunteers with a push subscription or an ntfy topic (told
+    /// when either changes).
+    pub reachable: crate::notify::Reachable,
     /// Verifies signed offer links (`POST /v1/offers/{id}/{action}`).
     pub link_key: crate::notify::links::LinkKey,
     /// The process's metrics recorder, rendered by `GET /metrics`.

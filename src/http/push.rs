@@ -124,6 +124,7 @@ async fn subscribe(
         .store
         .add_push_endpoint(&id, &stored, crate::engine::now(), PER_VOLUNTEER)
         .await?;
+    state.reachable.refresh(state.store.as_ref(), &id).await;
     Ok((
         StatusCode::CREATED,
         Json(Subscribed {
@@ -173,6 +174,7 @@ async fn unsubscribe(
         .map(|u| u.to_string())
         .map_err(|_| ApiError::Unprocessable("endpoint: not a URL".into()))?;
     if state.store.remove_push_endpoint(&id, &endpoint).await? {
+        state.reachable.refresh(state.store.as_ref(), &id).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("push subscription"))

@@ -450,6 +450,7 @@ async fn put_volunteer(
     let profile = VolunteerProfile::try_from((id.clone(), body))?;
     super::access::refuse_reserved(&state, id.as_str())?;
     state.store.upsert_volunteer(&profile).await?;
+    state.reachable.refresh(state.store.as_ref(), &id).await;
     state
         .engine
         .call(Command::RegisterVolunteer {

@@ -360,19 +360,18 @@ impl Ingest {
                 CallError::Failed(e.to_string())
             }
         };
-        if let Some(seen) = self
+        let known = self
             .store
-            .find_ingested(device, &event.event_id)
+            .press_context(device, &event.event_id)
             .await
-            .map_err(unavailable)?
-        {
+            .map_err(unavailable)?;
+        if let Some(seen) = known.seen {
             debug!("redelivered event");
             let notice = BandNotice::received(seen, event.event_id.clone());
             let _ = self.outgoing.send(Outgoing::Band(device.clone(), notice));
             return Ok(DUPLICATE);
         }
-        let Some((senior, home)) = self.store.device_owner(device).await.map_err(unavailable)?
-        else {
+        let Some((senior, home)) = known.owner else {
             reject(topic, &Reject::UnknownDevice(device.clone()));
             return Ok(REJECTED);
         };

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::domain::registry::PushEndpoint;
-use crate::domain::{Audience, Notification, TimelineEvent, TimelineKind, Timestamp};
+use crate::domain::{Audience, Notification, TimelineEvent, TimelineKind, Timestamp, VolunteerId};
 use crate::engine;
 use crate::store::Store;
 use webhook::{SendError, Webhook};
@@ -72,12 +72,59 @@ pub struct PushChannel {
     pub policy: webpush::EndpointPolicy,
 }
 
+/// The volunteers who have a channel of their own (a browser subscribed to
+/// Web Push, an ntfy topic): the engine plans an offer's notification only
+/// for them (and for everyone when the webhook is set), so that a province
+/// of volunteers with the app open writes no outbox row per offer.
+///
+/// A cache of the store, loaded at start; whoever changes a volunteer's
+/// channels in the store calls [`Reachable::refresh`] after. Read by the
+/// engine once per batch; written rarely, so the lock is never contended.
+#[derive(Clone, Default)]
+pub struct Reachable(Arc<std::sync::RwLock<HashSet<VolunteerId>>>);
+
+impl Reachable {
+    pub async fn load(store: &dyn Store) -> Result<Self, crate::store::StoreError> {
+        let ids = store.volunteers_with_channels().await?;
+        Ok(Self(Arc::new(std::sync::RwLock::new(
+            ids.into_iter().collect(),
+        ))))
+    }
+
+    /// Reads again from the store whether `volunteer` has a channel. A
+    /// failure leaves them counted in (a notification too many is
+    /// harmless; one too few is not).
+    pub async fn refresh(&self, store: &dyn Store, volunteer: &VolunteerId) {
+        let has = match store.has_channel(volunteer).await {
+            Ok(has) => has,
+            Err(e) => {
+                warn!(error = %e, "cannot tell whether a volunteer has a channel; assuming so");
+                true
+            }
+        };
+        let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if has {
+            set.insert(volunteer.clone());
+        } else {
+            set.remove(volunteer);
+        }
+    }
+
+    /// Calls `f` with a way to ask about volunteers, under one read lock.
+    pub fn with<R>(&self, f: impl FnOnce(&dyn Fn(&VolunteerId) -> bool) -> R) -> R {
+        let set = self.0.read().unwrap_or_else(|e| e.into_inner());
+        f(&|v| set.contains(v))
+    }
+}
+
 impl Channels {
     /// Which audiences can be reached at all.
     pub fn reach(&self) -> Reach {
         let webhook = self.webhook.is_some();
         Reach {
-            volunteers: webhook || self.push.is_some(),
+            // Every volunteer, through the webhook; else only those in
+            // [`Reachable`], through push or ntfy.
+            volunteers: webhook,
             operators: webhook,
             contacts: webhook,
         }
@@ -93,6 +140,7 @@ pub struct Notifier {
     webhook_slots: Arc<Semaphore>,
     push_slots: Arc<Semaphore>,
     ntfy_slots: Arc<Semaphore>,
+    reachable: Reachable,
 }
 
 /// How one channel's try went.
@@ -125,7 +173,12 @@ impl Tried {
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn Store>, channels: Channels, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        channels: Channels,
+        wake: Arc<Notify>,
+        reachable: Reachable,
+    ) -> Self {
         // No redirects: a followed 301/302 turns a POST into a GET.
         let client = webpush::client(REQUEST_TIMEOUT).unwrap_or_else(|_| reqwest::Client::new());
         Self {
@@ -136,6 +189,7 @@ impl Notifier {
             webhook_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
             push_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
             ntfy_slots: Arc::new(Semaphore::new(PER_CHANNEL)),
+            reachable,
         }
     }
 
@@ -214,11 +268,11 @@ impl Notifier {
             match self.store.push_endpoints(v).await {
                 Ok(subscriptions) => {
                     let each = subscriptions.iter().map(|s| self.push_one(push, &n, s));
-                    futures::future::join_all(each)
-                        .await
-                        .into_iter()
-                        .map(|t| ("web_push", t))
-                        .collect()
+                    let tries = futures::future::join_all(each).await;
+                    if tries.iter().any(|t| matches!(t, Tried::Gone(_))) {
+                        self.reachable.refresh(self.store.as_ref(), v).await;
+                    }
+                    tries.into_iter().map(|t| ("web_push", t)).collect()
                 }
                 Err(e) => vec![("web_push", Tried::Retry(e.to_string()))],
             }

@@ -10,12 +10,14 @@
 //!   → the senior's contacts (`pressed`, `accepted`, `on_scene`,
 //!   `resolved`).
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use crate::domain::alert::format_ts;
 use crate::domain::{
     Alert, AlertId, Audience, Effects, Notification, Outgoing, PhoneMessage, TimelineKind,
-    Timestamp,
+    Timestamp, VolunteerId,
 };
 
 /// Which audiences have a channel at all (nothing is planned for one that
@@ -38,7 +40,14 @@ pub fn needs_operators(a: &Alert) -> bool {
 }
 
 /// The notifications `fx` causes, due at `now`.
-pub fn plan(fx: &Effects, now: Timestamp, reach: Reach) -> Vec<Notification> {
+/// `reachable` says which volunteers have a channel of their own (offers
+/// go to every volunteer when `reach.volunteers`).
+pub fn plan(
+    fx: &Effects,
+    now: Timestamp,
+    reach: Reach,
+    reachable: &dyn Fn(&VolunteerId) -> bool,
+) -> Vec<Notification> {
     let mut out = Vec::new();
     let mut add = |alert_id: &AlertId, audience: Audience, event: &str, body: Value| {
         out.push(Notification {
@@ -52,17 +61,18 @@ pub fn plan(fx: &Effects, now: Timestamp, reach: Reach) -> Vec<Notification> {
             created_at: now,
         });
     };
-    if reach.volunteers {
-        for o in &fx.outgoing {
-            if let Outgoing::Phone(v, m @ PhoneMessage::Offer { alert_id, .. }) = o {
+    for o in &fx.outgoing {
+        if let Outgoing::Phone(v, m @ PhoneMessage::Offer { alert_id, .. }) = o {
+            if reach.volunteers || reachable(v) {
                 let mut body = serde_json::to_value(m).unwrap_or(Value::Null);
                 body["text"] = Value::String(offer_text(m));
                 add(alert_id, Audience::Volunteer(v.clone()), "offer", body);
             }
         }
     }
+    let alerts: HashMap<&AlertId, &Alert> = fx.alerts.iter().map(|a| (&a.id, a)).collect();
     for (alert_id, e) in &fx.timeline {
-        let Some(alert) = fx.alerts.iter().find(|a| &a.id == alert_id) else {
+        let Some(&alert) = alerts.get(alert_id) else {
             continue;
         };
         let (audience, event) = match e.kind {
@@ -193,7 +203,7 @@ mod tests {
     use super::*;
     use crate::domain::{
         Command, DeviceId, Dispatcher, EventId, Position, Press, PressKind, Rules, SeniorCard,
-        SeniorId, VolunteerId,
+        SeniorId,
     };
 
     const ALL: Reach = Reach {
@@ -265,11 +275,47 @@ mod tests {
     }
 
     #[test]
+    fn without_the_webhook_an_offer_is_planned_only_for_a_volunteer_with_a_channel() {
+        let mut d = Dispatcher::new(Rules {
+            offer_fanout: 2,
+            ..Rules::default()
+        });
+        volunteer(&mut d, "v1");
+        volunteer(&mut d, "v2");
+        let fx = run(&mut d, t0(), press("band-1"));
+        let offered = fx
+            .outgoing
+            .iter()
+            .filter(|o| matches!(o, Outgoing::Phone(_, PhoneMessage::Offer { .. })))
+            .count();
+        assert_eq!(offered, 2, "both were offered over MQTT");
+        let no_webhook = Reach {
+            volunteers: false,
+            ..ALL
+        };
+        let v2 = VolunteerId::parse("v2").unwrap();
+        let ns = plan(&fx, t0(), no_webhook, &|v| *v == v2);
+        assert_eq!(
+            events(&ns),
+            [
+                ("volunteer:v2".to_string(), "offer".to_string()),
+                ("contacts:s-17".to_string(), "pressed".to_string()),
+            ]
+        );
+        // Nobody with a channel: no outbox row for the offers at all.
+        let ns = plan(&fx, t0(), no_webhook, &|_| false);
+        assert_eq!(
+            events(&ns),
+            [("contacts:s-17".to_string(), "pressed".to_string())]
+        );
+    }
+
+    #[test]
     fn a_press_tells_the_family_and_offers_the_volunteer() {
         let mut d = Dispatcher::new(Rules::default());
         volunteer(&mut d, "v1");
         let fx = run(&mut d, t0(), press("band-1"));
-        let ns = plan(&fx, t0(), ALL);
+        let ns = plan(&fx, t0(), ALL, &|_| false);
         assert_eq!(
             events(&ns),
             [
@@ -300,7 +346,7 @@ mod tests {
                 volunteer_id: VolunteerId::parse("v1").unwrap(),
             },
         );
-        let ns = plan(&fx, t0(), ALL);
+        let ns = plan(&fx, t0(), ALL, &|_| false);
         assert_eq!(
             events(&ns),
             [("contacts:s-17".to_string(), "accepted".to_string())]
@@ -315,7 +361,7 @@ mod tests {
     fn nobody_to_offer_it_to_tells_the_operators_and_breaches_do_too() {
         let mut d = Dispatcher::new(Rules::default());
         let fx = run(&mut d, t0(), press("band-1"));
-        let ns = plan(&fx, t0(), ALL);
+        let ns = plan(&fx, t0(), ALL, &|_| false);
         assert_eq!(
             events(&ns),
             [
@@ -325,7 +371,7 @@ mod tests {
         );
         let later = t0() + chrono::TimeDelta::seconds(181);
         let fx = run(&mut d, later, Command::Tick);
-        let ns = plan(&fx, later, ALL);
+        let ns = plan(&fx, later, ALL, &|_| false);
         assert_eq!(
             events(&ns),
             [("operators".to_string(), "response_breached".to_string())]
@@ -337,13 +383,13 @@ mod tests {
         let mut d = Dispatcher::new(Rules::default());
         volunteer(&mut d, "v1");
         let fx = run(&mut d, t0(), press("band-1"));
-        assert!(plan(&fx, t0(), Reach::default()).is_empty());
+        assert!(plan(&fx, t0(), Reach::default(), &|_| false).is_empty());
         let only_family = Reach {
             contacts: true,
             ..Reach::default()
         };
         assert_eq!(
-            events(&plan(&fx, t0(), only_family)),
+            events(&plan(&fx, t0(), only_family, &|_| false)),
             [("contacts:s-17".to_string(), "pressed".to_string())]
         );
     }

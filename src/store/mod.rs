@@ -103,6 +103,16 @@ pub enum AlertFilter {
     All,
 }
 
+/// What the store knows of a press before it is handled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PressContext {
+    /// The senior wearing the band and their home; None: not registered.
+    pub owner: Option<(SeniorCard, Option<Position>)>,
+    /// `Some(alert)` if the event was already taken into account (a
+    /// registered band's only).
+    pub seen: Option<Option<AlertId>>,
+}
+
 /// A pending offer held by a volunteer, with its alert.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingOffer {
@@ -182,6 +192,13 @@ pub trait Store: Send + Sync + 'static {
     /// claimed with a conditional update: `Conflict` if already busy with
     /// another alert.
     async fn commit(&self, fx: &Effects) -> Result<(), StoreError>;
+    /// What a press needs, in one read: who wears the band, and whether
+    /// this event of it was already taken into account.
+    async fn press_context(
+        &self,
+        device: &DeviceId,
+        event: &crate::domain::EventId,
+    ) -> Result<PressContext, StoreError>;
     /// `Some(alert)` if this band event was already taken into account.
     async fn find_ingested(
         &self,
@@ -210,6 +227,11 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a subscription whoever holds it (its push service said it
     /// is gone).
     async fn drop_push_endpoint(&self, endpoint: &str) -> Result<(), StoreError>;
+    /// The volunteers who have a channel of their own: a push subscription
+    /// or an ntfy topic.
+    async fn volunteers_with_channels(&self) -> Result<Vec<VolunteerId>, StoreError>;
+    /// Whether this volunteer has a channel of their own.
+    async fn has_channel(&self, volunteer: &VolunteerId) -> Result<bool, StoreError>;
     /// The volunteer's subscriptions, newest first.
     async fn push_endpoints(
         &self,

@@ -105,6 +105,11 @@ pub(super) const LIST_DEVICES: &str = concat!(
 pub(super) const DEVICE_OWNER: &str = "SELECT s.id, s.name, s.address, s.home_lat, s.home_lon, \
      s.grid, s.notes, s.contacts FROM devices d JOIN seniors s ON s.id = d.senior_id \
      WHERE d.device_id = $1";
+pub(super) const PRESS_CONTEXT: &str = "SELECT s.id, s.name, s.address, s.home_lat, \
+     s.home_lon, s.grid, s.notes, s.contacts, i.event_id AS seen_event, i.alert_id AS seen_alert \
+     FROM devices d JOIN seniors s ON s.id = d.senior_id \
+     LEFT JOIN ingested_events i ON i.device_id = d.device_id AND i.event_id = $2 \
+     WHERE d.device_id = $1";
 pub(super) const UPSERT_VOLUNTEER: &str = "INSERT INTO volunteers \
      (id, name, phone, grid, skills, ntfy_url) VALUES ($1, $2, $3, $4, $5, $6) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, phone = excluded.phone, \
@@ -136,13 +141,22 @@ pub(super) const LIST_PRINCIPALS: &str = concat!(select_principals!(), " ORDER B
 pub(super) const SET_SECRET: &str =
     "UPDATE principals SET secret_hash = $3, changed_at = $4 WHERE id = $1 AND kind = $2";
 
-pub(super) const UPSERT_ALERT: &str = "INSERT INTO alerts \
+// The engine's commit writes many rows of each kind at once: each
+// statement below is a head (up to the column list), the rows
+// (`QueryBuilder::push_values`) and a tail, in chunks of at most
+// `MAX_BIND_PARAMS` parameters.
+
+/// Bound parameters in one statement, under SQLite's default limit (32,766)
+/// and PostgreSQL's (65,535).
+pub(super) const MAX_BIND_PARAMS: usize = 30_000;
+
+pub(super) const ALERT_COLUMNS: usize = 22;
+pub(super) const INSERT_ALERTS: &str = "INSERT INTO alerts \
      (id, device_id, senior_id, kind, state, lat, lon, pressed_at, received_at, volunteer_id, \
      accepted_at, on_scene_at, resolved_at, cancelled_at, response_deadline, arrival_deadline, \
-     response_breached, arrival_breached, escalated, arrival_at_risk, event_id, outcome) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22) \
-     ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id, \
+     response_breached, arrival_breached, escalated, arrival_at_risk, event_id, outcome) ";
+pub(super) const UPSERT_ALERTS_TAIL: &str = " ON CONFLICT (id) DO UPDATE SET \
+     device_id = excluded.device_id, \
      senior_id = excluded.senior_id, kind = excluded.kind, state = excluded.state, \
      lat = excluded.lat, lon = excluded.lon, pressed_at = excluded.pressed_at, \
      received_at = excluded.received_at, volunteer_id = excluded.volunteer_id, \
@@ -154,19 +168,21 @@ pub(super) const UPSERT_ALERT: &str = "INSERT INTO alerts \
      arrival_breached = excluded.arrival_breached, escalated = excluded.escalated, \
      arrival_at_risk = excluded.arrival_at_risk, event_id = excluded.event_id, \
      outcome = excluded.outcome";
-pub(super) const UPSERT_OFFER: &str = "INSERT INTO offers \
-     (alert_id, volunteer_id, offered_at, expires_at, distance_m, eta_s, outcome, closed_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (alert_id, volunteer_id) DO UPDATE SET offered_at = excluded.offered_at, \
+pub(super) const OFFER_COLUMNS: usize = 8;
+pub(super) const INSERT_OFFERS: &str = "INSERT INTO offers \
+     (alert_id, volunteer_id, offered_at, expires_at, distance_m, eta_s, outcome, closed_at) ";
+pub(super) const UPSERT_OFFERS_TAIL: &str = " ON CONFLICT (alert_id, volunteer_id) DO UPDATE SET \
+     offered_at = excluded.offered_at, \
      expires_at = excluded.expires_at, distance_m = excluded.distance_m, \
      eta_s = excluded.eta_s, outcome = excluded.outcome, closed_at = excluded.closed_at";
+pub(super) const TIMELINE_COLUMNS: usize = 13;
 pub(super) const INSERT_TIMELINE: &str = "INSERT INTO timeline \
      (alert_id, at, kind, volunteer_id, distance_m, eta_s, actor, reason, outcome, note, \
-     event_id, channel, recipient) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-pub(super) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
-     (id, alert_id, audience, event, body, due_at, attempts, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
+     event_id, channel, recipient) ";
+pub(super) const NOTIFICATION_COLUMNS: usize = 8;
+pub(super) const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
+     (id, alert_id, audience, event, body, due_at, attempts, created_at) ";
+pub(super) const INSERT_NOTIFICATIONS_TAIL: &str = " ON CONFLICT (id) DO NOTHING";
 pub(super) const DUE_NOTIFICATIONS: &str = "SELECT id, alert_id, audience, event, body, \
      due_at, attempts, created_at FROM notifications WHERE due_at <= $1 \
      ORDER BY due_at, id LIMIT $2";
@@ -183,6 +199,10 @@ pub(super) const TRIM_PUSH: &str = "DELETE FROM push_subscriptions WHERE volunte
 pub(super) const REMOVE_PUSH: &str =
     "DELETE FROM push_subscriptions WHERE volunteer_id = $1 AND endpoint = $2";
 pub(super) const DROP_PUSH: &str = "DELETE FROM push_subscriptions WHERE endpoint = $1";
+pub(super) const WITH_CHANNELS: &str = "SELECT volunteer_id AS id FROM push_subscriptions \
+     UNION SELECT id FROM volunteers WHERE ntfy_url IS NOT NULL";
+pub(super) const HAS_CHANNEL: &str = "SELECT volunteer_id AS id FROM push_subscriptions \
+     WHERE volunteer_id = $1 UNION SELECT id FROM volunteers WHERE id = $1 AND ntfy_url IS NOT NULL";
 pub(super) const PUSH_OF: &str = "SELECT endpoint, p256dh, auth FROM push_subscriptions \
      WHERE volunteer_id = $1 ORDER BY created_at DESC, endpoint";
 pub(super) const DELETE_NOTIFICATION: &str = "DELETE FROM notifications WHERE id = $1";
@@ -191,13 +211,23 @@ pub(super) const RESCHEDULE_NOTIFICATION: &str =
 /// The atomic claim: a volunteer busy with another alert is not taken,
 /// unless it is the alert the batch itself freed them from (`$7`). The
 /// casts keep the parameters typed on PostgreSQL and are valid SQLite.
-pub(super) const CLAIM_VOLUNTEER: &str = "UPDATE volunteers SET on_duty = $2, lat = $3, \
-     lon = $4, location_at = $6, busy_alert = $5 WHERE id = $1 \
-     AND (busy_alert IS NULL OR busy_alert = $5 OR CAST($5 AS TEXT) IS NULL \
-     OR busy_alert = CAST($7 AS TEXT))";
+/// Claims (or releases) volunteers: each row is updated only if the
+/// volunteer is free, already on this alert, being released, or busy with
+/// the alert the batch saw (`before`); fewer rows updated than given is a
+/// conflict. The rows come as `VALUES` (columns `column1`… in both
+/// engines), named by the inner select.
+pub(super) const CLAIM_COLUMNS: usize = 7;
+pub(super) const CLAIM_VOLUNTEERS: &str = "UPDATE volunteers SET on_duty = n.on_duty, \
+     lat = n.lat, lon = n.lon, location_at = n.location_at, busy_alert = n.busy \
+     FROM (SELECT column1 AS id, column2 AS on_duty, column3 AS lat, column4 AS lon, \
+     column5 AS busy, column6 AS location_at, column7 AS before FROM (";
+pub(super) const CLAIM_VOLUNTEERS_TAIL: &str = ") AS t) AS n WHERE volunteers.id = n.id \
+     AND (volunteers.busy_alert IS NULL OR volunteers.busy_alert = n.busy OR n.busy IS NULL \
+     OR volunteers.busy_alert = n.before) RETURNING volunteers.id";
+pub(super) const INGESTED_COLUMNS: usize = 4;
 pub(super) const INSERT_INGESTED: &str = "INSERT INTO ingested_events \
-     (device_id, event_id, alert_id, at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (device_id, event_id) DO NOTHING";
+     (device_id, event_id, alert_id, at) ";
+pub(super) const INSERT_INGESTED_TAIL: &str = " ON CONFLICT (device_id, event_id) DO NOTHING";
 pub(super) const FIND_INGESTED: &str =
     "SELECT alert_id AS id FROM ingested_events WHERE device_id = $1 AND event_id = $2";
 
@@ -270,6 +300,27 @@ pub(super) const SNAPSHOT_EVENTS: &str = concat!(
 );
 
 // ----- conversions --------------------------------------------------------
+
+/// The last of each key's items (the latest word on that row), in the
+/// order each key first appears: what writing them one by one, in order,
+/// would leave.
+pub(super) fn last_of_each<'a, T: Clone, K: Eq + std::hash::Hash>(
+    items: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> Vec<T> {
+    let mut slot: HashMap<K, usize> = HashMap::with_capacity(items.len());
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        match slot.entry(key(item)) {
+            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()] = item.clone(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(item.clone());
+            }
+        }
+    }
+    out
+}
 
 pub(super) fn corrupt(what: impl Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -368,6 +419,36 @@ pub(super) struct SeniorRow {
     grid: Option<String>,
     notes: Option<String>,
     contacts: String,
+}
+
+/// A band's senior, and what became of one of its events.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct PressRow {
+    #[sqlx(flatten)]
+    senior: SeniorRow,
+    seen_event: Option<String>,
+    seen_alert: Option<String>,
+}
+
+impl IntoDomain for PressRow {
+    type Out = crate::store::PressContext;
+    fn into_domain(self) -> Result<Self::Out, StoreError> {
+        let seen = match self.seen_event {
+            Some(_) => Some(id_opt("alert id", self.seen_alert)?),
+            None => None,
+        };
+        let senior = self.senior.into_domain()?;
+        let card = SeniorCard {
+            id: senior.id,
+            name: senior.name,
+            address: senior.address,
+            notes: senior.notes,
+        };
+        Ok(crate::store::PressContext {
+            owner: Some((card, senior.home)),
+            seen,
+        })
+    }
 }
 
 impl IntoDomain for SeniorRow {
@@ -820,47 +901,71 @@ macro_rules! impl_store {
                     sql::one(row)
                 }
 
-                /// Appends one event to an alert's timeline, inside `tx`.
+                /// Runs `head VALUES (…), (…) tail` for `rows` inside `tx`, as
+                /// few statements as the parameter limit allows; returns the
+                /// rows affected.
+                async fn write_rows<'a, T: 'a>(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    (head, tail, columns): (&'static str, &'static str, usize),
+                    rows: &'a [T],
+                    mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, $db, &'static str>, &'a T),
+                ) -> Result<u64, StoreError> {
+                    let mut affected = 0;
+                    for chunk in rows.chunks((sql::MAX_BIND_PARAMS / columns).max(1)) {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(head);
+                        query.push_values(chunk, |mut row, item| bind(&mut row, item));
+                        query.push(tail);
+                        affected += query.build().execute(&mut **tx).await?.rows_affected();
+                    }
+                    Ok(affected)
+                }
+
+                /// Appends events to alerts' timelines, in order, inside `tx`.
                 async fn insert_timeline(
                     tx: &mut sqlx::Transaction<'static, $db>,
-                    alert: &AlertId,
-                    e: &TimelineEvent,
+                    events: &[(&AlertId, &TimelineEvent)],
                 ) -> Result<(), StoreError> {
-                    sqlx::query(sql::INSERT_TIMELINE)
-                        .bind(alert.as_str())
-                        .bind(sql::ms(&e.at))
-                        .bind(e.kind.as_str())
-                        .bind(e.volunteer_id.as_ref().map(|v| v.as_str()))
-                        .bind(e.distance_m.map(i64::from))
-                        .bind(e.eta_s.map(i64::from))
-                        .bind(e.by.as_deref())
-                        .bind(e.reason.as_deref())
-                        .bind(e.outcome.as_deref())
-                        .bind(e.note.as_deref())
-                        .bind(e.event_id.as_ref().map(|v| v.as_str()))
-                        .bind(e.channel.as_deref())
-                        .bind(e.recipient.as_deref())
-                        .execute(&mut **tx)
-                        .await?;
+                    let shape = (sql::INSERT_TIMELINE, "", sql::TIMELINE_COLUMNS);
+                    Self::write_rows(tx, shape, events, |row, (alert, e)| {
+                        row.push_bind(alert.as_str())
+                            .push_bind(sql::ms(&e.at))
+                            .push_bind(e.kind.as_str())
+                            .push_bind(e.volunteer_id.as_ref().map(|v| v.as_str()))
+                            .push_bind(e.distance_m.map(i64::from))
+                            .push_bind(e.eta_s.map(i64::from))
+                            .push_bind(e.by.as_deref())
+                            .push_bind(e.reason.as_deref())
+                            .push_bind(e.outcome.as_deref())
+                            .push_bind(e.note.as_deref())
+                            .push_bind(e.event_id.as_ref().map(|v| v.as_str()))
+                            .push_bind(e.channel.as_deref())
+                            .push_bind(e.recipient.as_deref());
+                    })
+                    .await?;
                     Ok(())
                 }
 
-                /// Adds a notification to the outbox, inside `tx`.
-                async fn insert_notification(
+                /// Adds notifications to the outbox, inside `tx`.
+                async fn insert_notifications(
                     tx: &mut sqlx::Transaction<'static, $db>,
-                    n: &Notification,
+                    notifications: &[Notification],
                 ) -> Result<(), StoreError> {
-                    sqlx::query(sql::INSERT_NOTIFICATION)
-                        .bind(n.id.as_str())
-                        .bind(n.alert_id.as_str())
-                        .bind(n.audience.label())
-                        .bind(n.event.as_str())
-                        .bind(n.body.as_str())
-                        .bind(sql::ms(&n.due_at))
-                        .bind(i64::from(n.attempts))
-                        .bind(sql::ms(&n.created_at))
-                        .execute(&mut **tx)
-                        .await?;
+                    let shape = (
+                        sql::INSERT_NOTIFICATIONS,
+                        sql::INSERT_NOTIFICATIONS_TAIL,
+                        sql::NOTIFICATION_COLUMNS,
+                    );
+                    Self::write_rows(tx, shape, notifications, |row, n| {
+                        row.push_bind(n.id.as_str())
+                            .push_bind(n.alert_id.as_str())
+                            .push_bind(n.audience.label())
+                            .push_bind(n.event.as_str())
+                            .push_bind(n.body.as_str())
+                            .push_bind(sql::ms(&n.due_at))
+                            .push_bind(i64::from(n.attempts))
+                            .push_bind(sql::ms(&n.created_at));
+                    })
+                    .await?;
                     Ok(())
                 }
 
@@ -982,6 +1087,22 @@ macro_rules! impl_store {
                 }
 
                 #[tracing::instrument(skip(self), err)]
+                async fn press_context(
+                    &self,
+                    device: &DeviceId,
+                    event: &EventId,
+                ) -> Result<$crate::store::PressContext, StoreError> {
+                    let row = sqlx::query_as::<_, sql::PressRow>(sql::PRESS_CONTEXT)
+                        .bind(device.as_str())
+                        .bind(event.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(sql::one(row)?.unwrap_or($crate::store::PressContext {
+                        owner: None,
+                        seen: None,
+                    }))
+                }
+
                 async fn device_owner(
                     &self,
                     device: &DeviceId,
@@ -1207,6 +1328,23 @@ macro_rules! impl_store {
                 }
 
                 #[tracing::instrument(skip(self), err)]
+                async fn volunteers_with_channels(&self) -> Result<Vec<VolunteerId>, StoreError> {
+                    let rows = sqlx::query_as::<_, sql::IdRow>(sql::WITH_CHANNELS)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter()
+                        .filter_map(|r| r.parse("volunteer id").transpose())
+                        .collect()
+                }
+
+                async fn has_channel(&self, volunteer: &VolunteerId) -> Result<bool, StoreError> {
+                    let row = sqlx::query_as::<_, sql::IdRow>(sql::HAS_CHANNEL)
+                        .bind(volunteer.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.is_some())
+                }
+
                 async fn push_endpoints(
                     &self,
                     volunteer: &VolunteerId,
@@ -1231,7 +1369,7 @@ macro_rules! impl_store {
                     notification: &Notification,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
-                    Self::insert_notification(&mut tx, notification).await?;
+                    Self::insert_notifications(&mut tx, std::slice::from_ref(notification)).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -1264,9 +1402,8 @@ macro_rules! impl_store {
                     retry: Option<(Timestamp, u32)>,
                 ) -> Result<(), StoreError> {
                     let mut tx = self.pool.begin().await?;
-                    for event in events {
-                        Self::insert_timeline(&mut tx, &notification.alert_id, event).await?;
-                    }
+                    let events: Vec<_> = events.iter().map(|e| (&notification.alert_id, e)).collect();
+                    Self::insert_timeline(&mut tx, &events).await?;
                     match retry {
                         Some((at, attempts)) => {
                             sqlx::query(sql::RESCHEDULE_NOTIFICATION)
@@ -1340,90 +1477,95 @@ macro_rules! impl_store {
                         return Ok(());
                     }
                     let mut tx = self.pool.begin().await?;
-                    for a in &fx.alerts {
-                        sqlx::query(sql::UPSERT_ALERT)
-                            .bind(a.id.as_str())
-                            .bind(a.device_id.as_str())
-                            .bind(a.senior_id.as_str())
-                            .bind(a.kind.as_str())
-                            .bind(a.state.as_str())
-                            .bind(a.lat)
-                            .bind(a.lon)
-                            .bind(sql::ms(&a.pressed_at))
-                            .bind(sql::ms(&a.received_at))
-                            .bind(a.volunteer_id.as_ref().map(|v| v.as_str()))
-                            .bind(a.accepted_at.as_ref().map(sql::ms))
-                            .bind(a.on_scene_at.as_ref().map(sql::ms))
-                            .bind(a.resolved_at.as_ref().map(sql::ms))
-                            .bind(a.cancelled_at.as_ref().map(sql::ms))
-                            .bind(sql::ms(&a.response_deadline))
-                            .bind(sql::ms(&a.arrival_deadline))
-                            .bind(a.response_breached)
-                            .bind(a.arrival_breached)
-                            .bind(a.escalated)
-                            .bind(a.arrival_at_risk)
-                            .bind(a.event_id.as_str())
-                            .bind(a.outcome.as_deref())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    for o in &fx.offers {
-                        sqlx::query(sql::UPSERT_OFFER)
-                            .bind(o.alert_id.as_str())
-                            .bind(o.volunteer_id.as_str())
-                            .bind(sql::ms(&o.offered_at))
-                            .bind(sql::ms(&o.expires_at))
-                            .bind(i64::from(o.distance_m))
-                            .bind(i64::from(o.eta_s))
-                            .bind(o.outcome.map(|x| x.as_str()))
-                            .bind(o.closed_at.as_ref().map(sql::ms))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    for (alert, e) in &fx.timeline {
-                        Self::insert_timeline(&mut tx, alert, e).await?;
-                    }
-                    for n in &fx.notifications {
-                        Self::insert_notification(&mut tx, n).await?;
-                    }
+                    let alerts = (sql::INSERT_ALERTS, sql::UPSERT_ALERTS_TAIL, sql::ALERT_COLUMNS);
+                    Self::write_rows(&mut tx, alerts, &fx.alerts, |row, a| {
+                        row.push_bind(a.id.as_str())
+                            .push_bind(a.device_id.as_str())
+                            .push_bind(a.senior_id.as_str())
+                            .push_bind(a.kind.as_str())
+                            .push_bind(a.state.as_str())
+                            .push_bind(a.lat)
+                            .push_bind(a.lon)
+                            .push_bind(sql::ms(&a.pressed_at))
+                            .push_bind(sql::ms(&a.received_at))
+                            .push_bind(a.volunteer_id.as_ref().map(|v| v.as_str()))
+                            .push_bind(a.accepted_at.as_ref().map(sql::ms))
+                            .push_bind(a.on_scene_at.as_ref().map(sql::ms))
+                            .push_bind(a.resolved_at.as_ref().map(sql::ms))
+                            .push_bind(a.cancelled_at.as_ref().map(sql::ms))
+                            .push_bind(sql::ms(&a.response_deadline))
+                            .push_bind(sql::ms(&a.arrival_deadline))
+                            .push_bind(a.response_breached)
+                            .push_bind(a.arrival_breached)
+                            .push_bind(a.escalated)
+                            .push_bind(a.arrival_at_risk)
+                            .push_bind(a.event_id.as_str())
+                            .push_bind(a.outcome.as_deref());
+                    })
+                    .await?;
+                    // One statement may not upsert a row twice: the last
+                    // word on each offer, in first-touch order.
+                    let offers = sql::last_of_each(&fx.offers, |o| (&o.alert_id, &o.volunteer_id));
+                    let shape = (sql::INSERT_OFFERS, sql::UPSERT_OFFERS_TAIL, sql::OFFER_COLUMNS);
+                    Self::write_rows(&mut tx, shape, &offers, |row, o| {
+                        row.push_bind(o.alert_id.as_str())
+                            .push_bind(o.volunteer_id.as_str())
+                            .push_bind(sql::ms(&o.offered_at))
+                            .push_bind(sql::ms(&o.expires_at))
+                            .push_bind(i64::from(o.distance_m))
+                            .push_bind(i64::from(o.eta_s))
+                            .push_bind(o.outcome.map(|x| x.as_str()))
+                            .push_bind(o.closed_at.as_ref().map(sql::ms));
+                    })
+                    .await?;
+                    let timeline: Vec<_> = fx.timeline.iter().map(|(a, e)| (a, e)).collect();
+                    Self::insert_timeline(&mut tx, &timeline).await?;
+                    Self::insert_notifications(&mut tx, &fx.notifications).await?;
                     // In id order, so that two instances claiming the same
                     // volunteers lock them in the same order (no deadlock).
-                    let mut volunteers: Vec<_> = fx.volunteers.iter().collect();
+                    let mut volunteers = sql::last_of_each(&fx.volunteers, |v| &v.id);
                     volunteers.sort_by(|a, b| a.id.cmp(&b.id));
-                    for v in volunteers {
-                        let claimed = sqlx::query(sql::CLAIM_VOLUNTEER)
-                            .bind(v.id.as_str())
-                            .bind(v.on_duty)
-                            .bind(v.position.map(|p| p.lat()))
-                            .bind(v.position.map(|p| p.lon()))
-                            .bind(v.busy_alert.as_ref().map(|a| a.as_str()))
-                            .bind(v.location_at.as_ref().map(sql::ms))
-                            .bind(
-                                fx.busy_before
-                                    .get(&v.id)
-                                    .and_then(|b| b.as_ref())
-                                    .map(|a| a.as_str()),
-                            )
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        if claimed == 0 {
-                            tx.rollback().await?;
-                            return Err(StoreError::Conflict(format!(
-                                "volunteer {} is unknown or busy with another alert",
-                                v.id
-                            )));
-                        }
+                    let mut claimed = std::collections::HashSet::<String>::with_capacity(volunteers.len());
+                    for chunk in volunteers.chunks(sql::MAX_BIND_PARAMS / sql::CLAIM_COLUMNS) {
+                        let mut query = sqlx::QueryBuilder::<$db>::new(sql::CLAIM_VOLUNTEERS);
+                        query.push_values(chunk, |mut row, v| {
+                            row.push_bind(v.id.as_str())
+                                .push_bind(v.on_duty)
+                                .push_bind(v.position.map(|p| p.lat()))
+                                .push_bind(v.position.map(|p| p.lon()))
+                                .push_bind(v.busy_alert.as_ref().map(|a| a.as_str()))
+                                .push_bind(v.location_at.as_ref().map(sql::ms))
+                                .push_bind(
+                                    fx.busy_before
+                                        .get(&v.id)
+                                        .and_then(|b| b.as_ref())
+                                        .map(|a| a.as_str()),
+                                );
+                        });
+                        query.push(sql::CLAIM_VOLUNTEERS_TAIL);
+                        let rows = query.build_query_as::<sql::IdRow>().fetch_all(&mut *tx).await?;
+                        claimed.extend(rows.into_iter().filter_map(|r| r.id));
                     }
-                    for i in &fx.ingested {
-                        sqlx::query(sql::INSERT_INGESTED)
-                            .bind(i.device_id.as_str())
-                            .bind(i.event_id.as_str())
-                            .bind(i.alert_id.as_ref().map(|a| a.as_str()))
-                            .bind(sql::ms(&i.at))
-                            .execute(&mut *tx)
-                            .await?;
+                    let refused: Vec<&str> = volunteers
+                        .iter()
+                        .map(|v| v.id.as_str())
+                        .filter(|id| !claimed.contains(*id))
+                        .collect();
+                    if !refused.is_empty() {
+                        tx.rollback().await?;
+                        return Err(StoreError::Conflict(format!(
+                            "volunteer {} is unknown or busy with another alert",
+                            refused.join(", ")
+                        )));
                     }
+                    let shape = (sql::INSERT_INGESTED, sql::INSERT_INGESTED_TAIL, sql::INGESTED_COLUMNS);
+                    Self::write_rows(&mut tx, shape, &fx.ingested, |row, i| {
+                        row.push_bind(i.device_id.as_str())
+                            .push_bind(i.event_id.as_str())
+                            .push_bind(i.alert_id.as_ref().map(|a| a.as_str()))
+                            .push_bind(sql::ms(&i.at));
+                    })
+                    .await?;
                     tx.commit().await?;
                     Ok(())
                 }

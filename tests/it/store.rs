@@ -110,6 +110,7 @@ on_both_engines!(
     two_instances_cannot_claim_one_volunteer,
     ids_share_one_namespace,
     secrets_are_kept_as_hashes_and_replaced,
+    a_batch_larger_than_one_statement_lands_whole,
 );
 
 // ----- fixtures -------------------------------------------------------------
@@ -392,6 +393,7 @@ async fn commit_and_snapshot_round_trip(store: &Db) {
         milestones: vec![],
         busy_before: Default::default(),
         notifications: vec![],
+        slots: Default::default(),
     };
     store.commit(&fx).await.expect("commit");
 
@@ -458,6 +460,7 @@ async fn busy_volunteer_claim_conflicts_and_rolls_back(store: &Db) {
         milestones: vec![],
         busy_before: Default::default(),
         notifications: vec![],
+        slots: Default::default(),
     };
     match store.commit(&other).await {
         Err(StoreError::Conflict(msg)) => assert!(msg.contains("v1"), "{msg}"),
@@ -878,6 +881,73 @@ async fn ingested_events_are_found(store: &Db) {
         store.find_ingested(&did("d2"), &eid("e1")).await.unwrap(),
         None
     );
+    // The same, with the band's owner, in the one read a press makes.
+    let known = store.press_context(&did("d1"), &eid("e1")).await.unwrap();
+    assert_eq!(known.seen, Some(Some(aid("a1"))));
+    let (card, _) = known.owner.expect("d1 is registered");
+    assert_eq!(card.id, sid("s1"));
+    let cancel = store
+        .press_context(&did("d2"), &eid("e-cancel"))
+        .await
+        .unwrap();
+    assert_eq!(cancel.seen, Some(None));
+    assert_eq!(cancel.owner.map(|(c, _)| c.id), Some(sid("s2")));
+    let fresh = store.press_context(&did("d2"), &eid("e1")).await.unwrap();
+    assert_eq!(fresh.seen, None);
+    assert!(fresh.owner.is_some());
+    let stranger = store
+        .press_context(&did("nobody"), &eid("e1"))
+        .await
+        .unwrap();
+    assert_eq!((stranger.owner, stranger.seen), (None, None));
+}
+
+/// The commit writes each kind of row in as few statements as the engines'
+/// parameter limits allow: 3,000 alerts (66,000 parameters) take several,
+/// and all of them land, with their timelines and events, in order.
+async fn a_batch_larger_than_one_statement_lands_whole(store: &Db) {
+    seed(store).await;
+    const N: i64 = 3000;
+    let mut fx = Effects::default();
+    for i in 0..N {
+        let id = format!("big-{i:05}");
+        let band = 1 + (i % 2) as u8;
+        fx.alerts.push(alert(&id, band, AlertState::Open, t(i)));
+        for kind in [TimelineKind::Pressed, TimelineKind::Escalated] {
+            fx.timeline.push((aid(&id), TimelineEvent::new(t(i), kind)));
+        }
+        fx.ingested
+            .push(ingested(band, &format!("ev-{id}"), Some(&id), t(i)));
+    }
+    store.commit(&fx).await.expect("a big batch commits");
+    let listed = store
+        .list_alerts(AlertFilter::All, 10_000)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), N as usize);
+    for i in [0, 1363, 1364, N - 1] {
+        let id = aid(&format!("big-{i:05}"));
+        let kinds: Vec<_> = store
+            .timeline(&id)
+            .await
+            .expect("timeline")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [TimelineKind::Pressed, TimelineKind::Escalated],
+            "{id}"
+        );
+        let band = did(&format!("d{}", 1 + i % 2));
+        assert_eq!(
+            store
+                .find_ingested(&band, &eid(&format!("ev-{id}")))
+                .await
+                .expect("find"),
+            Some(Some(id))
+        );
+    }
 }
 
 async fn alerts_pressed_in_a_half_open_window(store: &Db) {
