@@ -62,7 +62,14 @@ pub fn connect(target: &Target, shutdown: CancellationToken) -> Connection {
     if let Some(user) = &target.username {
         options.set_credentials(user, target.password.clone().unwrap_or_default());
     }
-    let (client, eventloop) = AsyncClient::new(options, 4096);
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    // Small packets (acks, offers, notices) go out at once: with Nagle's
+    // algorithm a write waits for the broker's delayed ACK of the previous
+    // one, up to 40 ms on Linux (measured: press-to-offer p50 45 ms at 100
+    // presses a second, against 10 ms without it).
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (tx, inbound) = mpsc::channel(QOS1_BOUND + QOS0_ROOM);
     let (connected_tx, connected) = watch::channel(false);
     let task = tokio::spawn(poll(eventloop, client.clone(), tx, connected_tx, shutdown));
