@@ -1264,18 +1264,32 @@ impl Dispatcher {
             return;
         };
         let needed = self.rules.offer_fanout.saturating_sub(alert.offers.len());
-        let candidates =
-            self.available
-                .nearest(position, self.rules.max_offer_distance, needed, |v| {
-                    !active.excluded.contains(v)
-                        && self
-                            .volunteers
-                            .get(v)
-                            .is_some_and(|vol| self.is_fresh(vol, now))
-                });
+        let candidates = self.nearest_available(now, position, needed, &active.excluded);
         for v in candidates {
             self.make_offer(now, alert_id, &v, fx);
         }
+    }
+
+    /// Who an alert at `from` would be offered to now: up to `limit`
+    /// volunteers, nearest first, on duty, neither busy nor holding an
+    /// offer, with a fresh location within the maximum offer distance,
+    /// none of them in `excluded` (who declined it or let an offer
+    /// expire). Equally distant volunteers come in id order.
+    pub fn nearest_available(
+        &self,
+        now: Timestamp,
+        from: Position,
+        limit: usize,
+        excluded: &HashSet<VolunteerId>,
+    ) -> Vec<VolunteerId> {
+        self.available
+            .nearest(from, self.rules.max_offer_distance, limit, |v| {
+                !excluded.contains(v)
+                    && self
+                        .volunteers
+                        .get(v)
+                        .is_some_and(|vol| self.is_fresh(vol, now))
+            })
     }
 
     fn make_offer(

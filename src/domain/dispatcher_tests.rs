@@ -4021,3 +4021,39 @@ fn a_batch_that_frees_and_claims_a_volunteer_says_whom_they_were_busy_with() {
     // The store holds v1 busy with A: that is what the claim may replace.
     assert_eq!(fx.busy_before.get(&vid("v1")), Some(&Some(a)));
 }
+
+// ----- who an alert would be offered to ---------------------------------
+
+#[test]
+fn nearest_available_skips_whoever_could_not_be_offered_it() {
+    let mut w = World::new();
+    w.volunteer_at("off-duty", 10.0);
+    w.duty("off-duty", false).unwrap();
+    w.volunteer_at("busy", 20.0);
+    w.volunteer_at("declined", 30.0);
+    w.volunteer_at("stale", 40.0);
+    w.volunteer_at("near", 50.0);
+    w.volunteer_at("far", 5_100.0);
+    // "busy" takes an alert far away (the nearest free volunteer there).
+    let elsewhere = w.press_at("band-x", north(20.0));
+    w.accept(&elsewhere, "busy").unwrap();
+    // Twenty minutes on, all but "stale" tell where they are again.
+    w.advance(20 * 60);
+    for (v, m) in [("declined", 30.0), ("near", 50.0), ("far", 5_100.0)] {
+        w.locate(v, north(m)).unwrap();
+    }
+    let excluded: HashSet<VolunteerId> = [vid("declined")].into();
+    assert_eq!(
+        w.d.nearest_available(w.now, base(), 5, &excluded),
+        vec![vid("near")],
+        "off duty, busy, declined, stale and out of reach are all left out"
+    );
+    assert_eq!(
+        w.d.nearest_available(w.now, base(), 5, &HashSet::new()),
+        vec![vid("declined"), vid("near")]
+    );
+    assert!(
+        w.d.nearest_available(w.now, base(), 0, &excluded)
+            .is_empty()
+    );
+}

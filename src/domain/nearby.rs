@@ -2,15 +2,62 @@
 //! for one), answering "nearest first" and "all within r" in logarithmic
 //! time, in earth-centred metres (see `geo`).
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
 
-use rstar::RTree;
 use rstar::primitives::GeomWithData;
+use rstar::{PointDistance, RTree, RTreeNode};
 
 use super::geo::{Position, chord_for_distance};
 
 type Entry<K> = GeomWithData<[f64; 3], K>;
+
+/// A node or a point of the tree waiting to be looked at, by its (least)
+/// squared distance to the query; the heap pops the nearest first.
+struct Pending<'a, K> {
+    d2: f64,
+    node: &'a RTreeNode<Entry<K>>,
+}
+
+impl<K> PartialEq for Pending<'_, K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<K> Eq for Pending<'_, K> {}
+
+impl<K> PartialOrd for Pending<'_, K> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K> Ord for Pending<'_, K> {
+    /// Reversed: `BinaryHeap` is a max-heap.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.d2.total_cmp(&self.d2)
+    }
+}
+
+/// Pushes the children of a node that are no farther than `bound`.
+fn push_children<'a, K>(
+    heap: &mut BinaryHeap<Pending<'a, K>>,
+    children: &'a [RTreeNode<Entry<K>>],
+    q: &[f64; 3],
+    bound: f64,
+) {
+    for node in children {
+        let d2 = match node {
+            RTreeNode::Leaf(entry) => entry.distance_2(q),
+            RTreeNode::Parent(p) => p.envelope().distance_2(q),
+        };
+        if d2 <= bound {
+            heap.push(Pending { d2, node });
+        }
+    }
+}
 
 /// Keyed points; a key is in the index at most once.
 #[derive(Debug)]
@@ -78,6 +125,13 @@ impl<K: Clone + Eq + Hash + Ord> NearbyIndex<K> {
     /// Keys nearest to `from` first, up to `radius_m` away, for which `keep`
     /// holds; at most `limit` of them. Equally distant keys come in key
     /// order, so the answer never depends on the tree's shape.
+    ///
+    /// A best-first search of the tree: nodes and points wait in a heap,
+    /// nearest first, and one farther than the `limit`-th best found so far
+    /// (or than the radius, until `limit` are found) is never pushed, so the
+    /// heap stays small and the search ends as soon as nothing nearer can
+    /// come. `keep` is asked in order of distance, and only about a key
+    /// that would make the answer.
     pub fn nearest(
         &self,
         from: Position,
@@ -88,26 +142,40 @@ impl<K: Clone + Eq + Hash + Ord> NearbyIndex<K> {
         if limit == 0 {
             return Vec::new();
         }
+        let q = from.to_ecef();
         let max_d2 = chord_for_distance(radius_m).powi(2);
-        let mut found: Vec<(f64, K)> = Vec::new();
-        for (entry, d2) in self
-            .tree
-            .nearest_neighbor_iter_with_distance_2(&from.to_ecef())
-        {
-            if d2 > max_d2 {
+        // The best so far, by (distance, key); at most `limit` of them.
+        let mut found: Vec<(f64, &K)> = Vec::with_capacity(limit);
+        let bound = |found: &[(f64, &K)]| match found.get(limit - 1) {
+            Some((d2, _)) => *d2,
+            None => max_d2,
+        };
+        let mut heap = BinaryHeap::with_capacity(64);
+        push_children(&mut heap, self.tree.root().children(), &q, max_d2);
+        while let Some(Pending { d2, node }) = heap.pop() {
+            let b = bound(&found);
+            if d2 > b {
                 break;
             }
-            // Past `limit` keep going only through ties with the last kept.
-            if found.len() >= limit && d2 > found[limit - 1].0 {
-                break;
-            }
-            if keep(&entry.data) {
-                found.push((d2, entry.data.clone()));
+            match node {
+                RTreeNode::Parent(p) => push_children(&mut heap, p.children(), &q, b),
+                RTreeNode::Leaf(entry) => {
+                    let key = &entry.data;
+                    let makes_it = match found.get(limit - 1) {
+                        Some((last_d2, last_key)) => d2 < *last_d2 || key < *last_key,
+                        None => true,
+                    };
+                    if makes_it && keep(key) {
+                        let at = found.partition_point(|(fd, fk)| {
+                            fd.total_cmp(&d2).then_with(|| (*fk).cmp(key)) == Ordering::Less
+                        });
+                        found.insert(at, (d2, key));
+                        found.truncate(limit);
+                    }
+                }
             }
         }
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        found.truncate(limit);
-        found.into_iter().map(|(_, k)| k).collect()
+        found.into_iter().map(|(_, k)| k.clone()).collect()
     }
 
     /// Every key within `radius_m` of `from`, in no particular order.
@@ -204,5 +272,78 @@ mod tests {
         ix.insert("far", p(0.0, 179.0));
         let got = ix.nearest(p(0.0, -179.999), 1_000.0, 2, |_| true);
         assert_eq!(got, vec!["east"]);
+    }
+
+    /// The answer the index must give, by looking at every point.
+    fn brute_force(
+        points: &[(u32, Position)],
+        from: Position,
+        radius_m: f64,
+        limit: usize,
+        keep: impl Fn(&u32) -> bool,
+    ) -> Vec<u32> {
+        let max_d2 = chord_for_distance(radius_m).powi(2);
+        let q = from.to_ecef();
+        let mut all: Vec<(f64, u32)> = points
+            .iter()
+            .map(|(k, p)| {
+                let e = p.to_ecef();
+                let d2 = (0..3).map(|i| (e[i] - q[i]).powi(2)).sum::<f64>();
+                (d2, *k)
+            })
+            .filter(|(d2, k)| *d2 <= max_d2 && keep(k))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.into_iter().take(limit).map(|(_, k)| k).collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any points (many on the same few spots, for ties), any filter,
+        /// radius and limit, built in bulk or one at a time with some
+        /// removed: the same answer as a look at every point.
+        #[test]
+        fn nearest_is_what_a_scan_finds(
+            spots in proptest::collection::vec((30.0f64..30.2, 120.0f64..120.2), 1..40),
+            picks in proptest::collection::vec((0usize..1000, proptest::bool::ANY), 0..400),
+            from in (29.95f64..30.25, 119.95f64..120.25),
+            radius_m in 0.0f64..30_000.0,
+            limit in 0usize..6,
+            skip_mod in 1u32..5,
+            bulk in proptest::bool::ANY,
+        ) {
+            let points: Vec<(u32, Position)> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, (s, _))| {
+                    let (lat, lon) = spots[s % spots.len()];
+                    (i as u32, p(lat, lon))
+                })
+                .collect();
+            let (ix, kept) = if bulk {
+                (NearbyIndex::bulk(points.clone()), points.clone())
+            } else {
+                let mut ix = NearbyIndex::new();
+                for (k, pos) in &points {
+                    ix.insert(*k, *pos);
+                }
+                let mut kept = Vec::new();
+                for ((k, pos), (_, removed)) in points.iter().zip(&picks) {
+                    if *removed {
+                        ix.remove(k);
+                    } else {
+                        kept.push((*k, *pos));
+                    }
+                }
+                (ix, kept)
+            };
+            let from = p(from.0, from.1);
+            let keep = |k: &u32| k % skip_mod != 0;
+            proptest::prop_assert_eq!(
+                ix.nearest(from, radius_m, limit, keep),
+                brute_force(&kept, from, radius_m, limit, keep)
+            );
+        }
     }
 }
