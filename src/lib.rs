@@ -13,5 +13,6 @@ pub mod engine;
 pub mod http;
 pub mod mqtt;
 pub mod notify;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
