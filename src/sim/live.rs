@@ -163,6 +163,8 @@ pub enum SimError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error("stopped before the first press")]
+    Stopped,
 }
 
 impl Plan {
@@ -385,12 +387,10 @@ async fn simulate(plan: Plan, progress: bool, stop: CancellationToken) -> Result
     let bar = Bar::new(progress);
     let started = Instant::now();
 
-    api.ready().await?;
-    bar.phase("registering", (plan.bands + plan.volunteers) as u64);
-    let (tokens, band_logins) = register(&api, &plan, &world, &bar).await?;
-
     let (inbox_tx, inbox) = mpsc::unbounded_channel();
     let links_stop = CancellationToken::new();
+    // However the run ends (an error included), its connections close.
+    let _close_links = links_stop.clone().drop_guard();
     let links = Links {
         host: plan.mqtt.0.clone(),
         port: plan.mqtt.1,
@@ -398,70 +398,10 @@ async fn simulate(plan: Plan, progress: bool, stop: CancellationToken) -> Result
         reconnects: Arc::new(AtomicUsize::new(0)),
         stop: links_stop.clone(),
     };
-    bar.phase("logging in", 0);
-    let bands = match band_logins {
-        None => {
-            let id = format!("{}-gw", plan.prefix);
-            let password = api.gateway_secret(&id).await?;
-            let login = Login {
-                client_id: id.clone(),
-                username: id,
-                password,
-            };
-            Bands::Gateway(links.open(login, vec!["wristbands/+/notify".into()], 100_000))
-        }
-        Some(logins) => Bands::Each(
-            logins
-                .into_iter()
-                .map(|l| {
-                    let topic = format!("wristbands/{}/notify", l.username);
-                    links.open(l, vec![topic], 1000)
-                })
-                .collect(),
-        ),
+    let (tokens, bands, _phones) = tokio::select! {
+        r = set_up(&plan, &world, &api, &bar, &links) => r?,
+        _ = stop.cancelled() => return Err(SimError::Stopped),
     };
-    let phones: Vec<Link> = match &plan.mqtt_admin {
-        Some((user, password)) => vec![links.open(
-            Login {
-                client_id: format!("{}-watch", plan.prefix),
-                username: user.clone(),
-                password: password.clone(),
-            },
-            vec!["volunteers/+/offers".into()],
-            1000,
-        )],
-        None => world
-            .volunteers
-            .iter()
-            .zip(&tokens)
-            .map(|(v, t)| {
-                let login = Login {
-                    client_id: v.clone(),
-                    username: v.clone(),
-                    password: t.clone(),
-                };
-                links.open(login, vec![format!("volunteers/{v}/offers")], 100)
-            })
-            .collect(),
-    };
-    for link in bands.all().into_iter().chain(&phones) {
-        link.subscribed(plan.login_timeout).await?;
-    }
-
-    bar.phase("going on duty", plan.volunteers as u64);
-    futures::stream::iter(world.spots.iter().zip(&tokens))
-        .map(|(spot, token)| {
-            let (api, bar) = (&api, &bar);
-            async move {
-                api.location(token, spot.lat(), spot.lon()).await?;
-                api.duty(token, true).await?;
-                bar.inc();
-                Ok::<_, ApiError>(())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
     let setup_s = started.elapsed().as_secs_f64();
 
     let tally = Tally::new(&world.devices, &world.volunteers);
@@ -477,6 +417,9 @@ async fn simulate(plan: Plan, progress: bool, stop: CancellationToken) -> Result
         actors: CancellationToken::new(),
         background: CancellationToken::new(),
     });
+    // However the run ends, volunteers and background tasks stop.
+    let _stop_actors = sim.actors.clone().drop_guard();
+    let _stop_background = sim.background.clone().drop_guard();
     tokio::spawn(observe(sim.clone(), inbox));
     tokio::spawn(heartbeats(sim.clone()));
     tokio::spawn(resends(sim.clone()));
@@ -568,6 +511,84 @@ async fn simulate(plan: Plan, progress: bool, stop: CancellationToken) -> Result
         http_errors: t.counters.http_errors,
         mqtt_reconnects: links.reconnects.load(Ordering::Relaxed),
     })
+}
+
+/// Registers everyone, logs the bands and phones in and puts the
+/// volunteers on duty: the volunteers' tokens, the bands' links, the
+/// phones' links.
+async fn set_up(
+    plan: &Plan,
+    world: &World,
+    api: &Api,
+    bar: &Bar,
+    links: &Links,
+) -> Result<(Vec<String>, Bands, Vec<Link>), SimError> {
+    api.ready().await?;
+    bar.phase("registering", (plan.bands + plan.volunteers) as u64);
+    let (tokens, band_logins) = register(api, plan, world, bar).await?;
+
+    bar.phase("logging in", 0);
+    let bands = match band_logins {
+        None => {
+            let id = format!("{}-gw", plan.prefix);
+            let password = api.gateway_secret(&id).await?;
+            let login = Login {
+                client_id: id.clone(),
+                username: id,
+                password,
+            };
+            Bands::Gateway(links.open(login, vec!["wristbands/+/notify".into()], 100_000))
+        }
+        Some(logins) => Bands::Each(
+            logins
+                .into_iter()
+                .map(|l| {
+                    let topic = format!("wristbands/{}/notify", l.username);
+                    links.open(l, vec![topic], 1000)
+                })
+                .collect(),
+        ),
+    };
+    let phones: Vec<Link> = match &plan.mqtt_admin {
+        Some((user, password)) => vec![links.open(
+            Login {
+                client_id: format!("{}-watch", plan.prefix),
+                username: user.clone(),
+                password: password.clone(),
+            },
+            vec!["volunteers/+/offers".into()],
+            1000,
+        )],
+        None => world
+            .volunteers
+            .iter()
+            .zip(&tokens)
+            .map(|(v, t)| {
+                let login = Login {
+                    client_id: v.clone(),
+                    username: v.clone(),
+                    password: t.clone(),
+                };
+                links.open(login, vec![format!("volunteers/{v}/offers")], 100)
+            })
+            .collect(),
+    };
+    for link in bands.all().into_iter().chain(&phones) {
+        link.subscribed(plan.login_timeout).await?;
+    }
+
+    bar.phase("going on duty", plan.volunteers as u64);
+    futures::stream::iter(world.spots.iter().zip(&tokens))
+        .map(|(spot, token)| async move {
+            api.location(token, spot.lat(), spot.lon()).await?;
+            api.duty(token, true).await?;
+            bar.inc();
+            Ok::<_, ApiError>(())
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok((tokens, bands, phones))
 }
 
 /// Registers seniors, bands and volunteers; returns the volunteers' tokens
@@ -868,8 +889,8 @@ impl Bar {
             self.0.set_style(style.progress_chars("=> "));
         }
         self.0.set_prefix(name);
-        self.0.set_length(len);
         self.0.set_position(0);
+        self.0.set_length(len);
         self.0.set_message("");
         self.0.enable_steady_tick(Duration::from_millis(200));
     }
