@@ -21,4 +21,5 @@ mod push_app;
 mod qr;
 mod restart;
 mod settings;
+mod simulate;
 mod store;
