@@ -27,8 +27,27 @@ enum Cmd {
     Serve,
     /// Play bands and volunteers against a running service over MQTT and
     /// HTTP, then print what happened (exit status 1 when a press was lost
-    /// or duplicated or a volunteer offered two alerts at once).
-    Simulate(Box<SimulateArgs>),
+    /// or duplicated or a volunteer offered two alerts at once). With
+    /// --sweep: a what-if over fan-out and offer timeout on a virtual clock
+    /// through the dispatcher (no service needed).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Simulate(Box<SimulateCmd>),
+}
+
+#[derive(Args)]
+struct SimulateCmd {
+    #[command(subcommand)]
+    mode: Option<SimulateMode>,
+    #[command(flatten)]
+    live: Option<SimulateArgs>,
+}
+
+#[derive(Subcommand)]
+enum SimulateMode {
+    /// Which fan-out and offer timeout meet the response target: simulated
+    /// days through the real dispatcher on a virtual clock, one row per pair.
+    #[command(long_flag = "sweep")]
+    Sweep(sim::sweep::SweepArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -200,7 +219,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Serve => serve().await,
-        Cmd::Simulate(args) => simulate(*args).await,
+        Cmd::Simulate(cmd) => match (cmd.mode, cmd.live) {
+            (Some(SimulateMode::Sweep(args)), _) => sim::sweep::run_cli(args),
+            (None, Some(args)) => simulate(args).await,
+            (None, None) => {
+                anyhow::bail!("simulate: give --operator-token and the run's options, or --sweep")
+            }
+        },
     }
 }
 

@@ -903,13 +903,13 @@ impl SweepArgs {
             return Ok(serde_json::to_string_pretty(&rows)? + "\n");
         }
         Ok(format!(
-            "{} volunteers and {} seniors within {} m; {} presses over {}; \
+            "{} volunteers and {} seniors within {} m; {} presses over {:.1} days; \
              offers accepted {} of the time after a median {}; seed {}\n\n{}",
             scenario.volunteers,
             scenario.seniors,
             scenario.radius_m,
             scenario.presses,
-            humantime::format_duration(scenario.duration),
+            scenario.duration.as_secs_f64() / 86_400.0,
             share(scenario.accept),
             humantime::format_duration(scenario.answer_delay.median),
             scenario.seed,
