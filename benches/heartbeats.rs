@@ -17,7 +17,7 @@
 //!
 //! Run: `cargo bench --bench heartbeats` (`HB_BACKENDS=sqlite,postgres`,
 //! `HB_RUNS`, `HB_BANDS`, `HB_SECONDS`, `HB_QOS`, `HB_PUBLISHERS`,
-//! `HB_RATE`; PostgreSQL at `ONEPRESS_BENCH_DATABASE_URL`, default
+//! `HB_RATE`; `HB_KEEP_LOG=path` keeps the service's log; PostgreSQL at `ONEPRESS_BENCH_DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, where each run creates and
 //! drops its own database).
 
@@ -197,6 +197,9 @@ async fn run(backend: Backend, p: &Params) -> anyhow::Result<Figures> {
         }
     };
     let outcome = measure(&mosquitto, &database_url, dir.path(), p).await;
+    if let Ok(keep) = std::env::var("HB_KEEP_LOG") {
+        let _ = std::fs::copy(dir.path().join("service.log"), keep);
+    }
     if outcome.is_err() {
         let log = std::fs::read_to_string(dir.path().join("service.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(20).collect();
