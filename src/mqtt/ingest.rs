@@ -42,6 +42,9 @@ const MAX_IN_FLIGHT: usize = 1024;
 const HEARTBEAT_FLUSH: Duration = Duration::from_millis(250);
 /// …or as soon as this many devices are waiting.
 const HEARTBEAT_BATCH: usize = 5000;
+/// Devices waiting to be written at most (a batch is written at once);
+/// past this the heartbeat channel fills and heartbeats are `overloaded`.
+const HEARTBEAT_PENDING: usize = 200_000;
 
 /// What the ingest needs.
 #[derive(Clone)]
@@ -140,6 +143,30 @@ const REJECT_LOG_PER_SECOND: u64 = 20;
 /// bad messages must not become a flood of log lines); counting is not.
 pub fn reject(topic: &str, r: &Reject) {
     metrics::counter!("onepress_ingest_rejected_total", "reason" => r.reason()).increment(1);
+    log_reject(topic, r);
+}
+
+/// The counters of the status path, looked up once (a lookup by name and
+/// labels for every heartbeat cost more than the rest of its intake).
+struct StatusMetrics {
+    accepted: metrics::Counter,
+    rejected: metrics::Counter,
+    overloaded: metrics::Counter,
+}
+
+impl StatusMetrics {
+    fn new() -> Self {
+        let messages = |outcome: &'static str| metrics::counter!("onepress_ingest_messages_total", "topic" => "status", "outcome" => outcome);
+        Self {
+            accepted: messages(ACCEPTED),
+            rejected: messages(REJECTED),
+            overloaded: metrics::counter!("onepress_ingest_rejected_total", "reason" => "overloaded"),
+        }
+    }
+}
+
+/// Logs a rejection, at most [`REJECT_LOG_PER_SECOND`] a second.
+fn log_reject(topic: &str, r: &Reject) {
     if let Some(suppressed) = REJECT_LOG.admit(std::time::Instant::now()) {
         warn!(%topic, reason = r.reason(), detail = %r, suppressed, "message rejected");
     }
@@ -209,6 +236,7 @@ impl Ingest {
         let mut seq: u64 = 0;
         let mut limit = RateLimit::new(ALERT_EVENTS_PER_SECOND);
         let mut open = true;
+        let status_metrics = StatusMetrics::new();
         loop {
             tokio::select! {
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
@@ -222,6 +250,18 @@ impl Ingest {
                 }
                 message = inbound.recv(), if open && in_flight.len() < MAX_IN_FLIGHT => match message {
                     Some(p) => {
+                        if p.topic.ends_with("/status") {
+                            // A heartbeat is dealt with at once (it waits for
+                            // nothing); a QoS 1 one is acknowledged in its turn.
+                            self.status(&p, &status_metrics);
+                            if p.qos != QoS::AtMostOnce {
+                                in_flight.push_back(Box::pin(std::future::ready(Done {
+                                    ack: Some(p),
+                                    chain: None,
+                                })));
+                            }
+                            continue;
+                        }
                         seq += 1;
                         let is_alert = p.topic.ends_with("/alert");
                         if is_alert && !limit.admit(&p.topic, std::time::Instant::now()) {
@@ -274,25 +314,9 @@ impl Ingest {
                 count_message(&p.topic, REJECTED);
                 true
             }
-            Ok(Inbound::Status(device, beat)) => {
-                let hb = Heartbeat {
-                    device_id: device,
-                    at: beat
-                        .ts
-                        .filter(|t| *t <= engine::now())
-                        .unwrap_or_else(engine::now),
-                    battery: beat.battery,
-                    position: beat.position,
-                };
-                if self.heartbeats.try_send(hb).is_err() {
-                    reject(
-                        &p.topic,
-                        &Reject::Overloaded(self.heartbeats.max_capacity()),
-                    );
-                    count_message(&p.topic, REJECTED);
-                } else {
-                    count_message(&p.topic, ACCEPTED);
-                }
+            Ok(Inbound::Status(..)) => {
+                // Never here: `run` deals with status topics itself.
+                self.status(&p, &StatusMetrics::new());
                 true
             }
             Ok(Inbound::Alert(device, event)) => {
@@ -313,6 +337,40 @@ impl Ingest {
         Done {
             ack: (done && p.qos != QoS::AtMostOnce).then_some(p),
             chain,
+        }
+    }
+
+    /// Takes a heartbeat (any message on a `…/status` topic): queued for
+    /// the batch writer, or rejected and counted (`overloaded` when the
+    /// writer's queue is full). Never waits.
+    fn status(&self, p: &Publish, m: &StatusMetrics) {
+        match payload::parse(&p.topic, &p.payload) {
+            Err(r) => {
+                reject(&p.topic, &r);
+                m.rejected.increment(1);
+            }
+            Ok(Inbound::Status(device, beat)) => {
+                let now = engine::now();
+                let hb = Heartbeat {
+                    device_id: device,
+                    at: beat.ts.filter(|t| *t <= now).unwrap_or(now),
+                    battery: beat.battery,
+                    position: beat.position,
+                };
+                if self.heartbeats.try_send(hb).is_err() {
+                    let r = Reject::Overloaded(self.heartbeats.max_capacity());
+                    m.overloaded.increment(1);
+                    log_reject(&p.topic, &r);
+                    m.rejected.increment(1);
+                } else {
+                    m.accepted.increment(1);
+                }
+            }
+            Ok(Inbound::Alert(..)) => {
+                // A `…/status` topic never parses as an alert.
+                reject(&p.topic, &Reject::UnknownTopic(p.topic.clone()));
+                m.rejected.increment(1);
+            }
         }
     }
 
@@ -444,7 +502,15 @@ async fn ack(client: &AsyncClient, done: Option<Publish>) {
 }
 
 /// Writes heartbeats in batches: the latest word of each band, one
-/// transaction every few hundred milliseconds.
+/// transaction at a time, every few hundred milliseconds or as soon as
+/// enough bands are waiting.
+///
+/// Intake never waits for the store: while one batch is being written,
+/// the next one gathers (a band heard from again is merged, not queued
+/// twice), so under load batches grow and the store writes fewer, larger
+/// ones. Bounded: past [`HEARTBEAT_PENDING`] bands waiting, it stops taking
+/// from `rx` until the write in flight is done; the channel then fills and
+/// the ingest counts new heartbeats as `overloaded`.
 pub async fn heartbeats(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Heartbeat>,
@@ -452,37 +518,65 @@ pub async fn heartbeats(
 ) {
     let mut pending: HashMap<DeviceId, Heartbeat> = HashMap::new();
     let mut tick = tokio::time::interval(HEARTBEAT_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut due = false;
+    let mut open = true;
     loop {
-        let stop = tokio::select! {
-            hb = rx.recv() => match hb {
+        tokio::select! {
+            hb = rx.recv(), if open && pending.len() < HEARTBEAT_PENDING => match hb {
                 Some(hb) => {
                     merge(&mut pending, hb);
-                    if pending.len() < HEARTBEAT_BATCH {
-                        continue;
+                    // Take what else is already waiting without going
+                    // round the select for each.
+                    while pending.len() < HEARTBEAT_PENDING {
+                        match rx.try_recv() {
+                            Ok(hb) => merge(&mut pending, hb),
+                            Err(_) => break,
+                        }
                     }
-                    false
                 }
-                None => true,
+                None => open = false,
             },
-            _ = tick.tick() => false,
-            _ = shutdown.cancelled() => true,
-        };
-        if !pending.is_empty() {
-            let batch: Vec<Heartbeat> = pending.drain().map(|(_, hb)| hb).collect();
-            match store.record_heartbeats(&batch).await {
-                Ok(unknown) => {
-                    for device in unknown {
-                        let topic = format!("wristbands/{device}/status");
-                        reject(&topic, &Reject::UnknownDevice(device));
-                    }
+            _ = tick.tick() => due = true,
+            _ = shutdown.cancelled(), if open => open = false,
+            done = async {
+                match writing.as_mut() {
+                    Some(w) => w.await,
+                    None => std::future::pending().await,
                 }
-                Err(e) => {
-                    warn!(error = %e, count = batch.len(), "heartbeats not recorded (the next ones will be)")
+            }, if writing.is_some() => {
+                writing = None;
+                if let Err(e) = done {
+                    warn!(error = %e, "the heartbeat writer failed");
                 }
             }
         }
-        if stop {
+        let ready = due || pending.len() >= HEARTBEAT_BATCH || !open;
+        if writing.is_none() && ready && !pending.is_empty() {
+            due = false;
+            let batch: Vec<Heartbeat> = pending.drain().map(|(_, hb)| hb).collect();
+            writing = Some(tokio::spawn(write_heartbeats(store.clone(), batch)));
+        }
+        if !open && pending.is_empty() {
+            if let Some(last) = writing.take() {
+                let _ = last.await;
+            }
             break;
+        }
+    }
+}
+
+async fn write_heartbeats(store: Arc<dyn Store>, batch: Vec<Heartbeat>) {
+    match store.record_heartbeats(&batch).await {
+        Ok(unknown) => {
+            for device in unknown {
+                let topic = format!("wristbands/{device}/status");
+                reject(&topic, &Reject::UnknownDevice(device));
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, count = batch.len(), "heartbeats not recorded (the next ones will be)")
         }
     }
 }

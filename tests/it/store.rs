@@ -102,6 +102,7 @@ on_both_engines!(
     tokens_are_set_found_and_replaced,
     alerts_are_listed_newest_first,
     heartbeats_update_known_devices,
+    heartbeats_of_more_bands_than_one_statement_takes,
     was_offered_counts_offers_and_assignment,
     pending_offers_of_a_volunteer,
     ingested_events_are_found,
@@ -786,6 +787,51 @@ async fn heartbeats_update_known_devices(store: &Db) {
     let d2 = &devices[1];
     assert_eq!(d2.last_seen, Some(t(1)));
     assert_eq!((d2.battery, d2.lat, d2.lon), (None, None, None));
+}
+
+/// A batch past one statement's parameters (SQLite: 6,000 bands a
+/// statement) is written whole, unknown bands found on either side.
+async fn heartbeats_of_more_bands_than_one_statement_takes(store: &Db) {
+    const BANDS: usize = 6_500;
+    store.upsert_senior(&senior("s1")).await.expect("senior");
+    for i in 0..BANDS {
+        store
+            .upsert_device(&did(&format!("d{i}")), &sid("s1"))
+            .await
+            .expect("device");
+    }
+    let beat = |band: String, at| Heartbeat {
+        device_id: did(&band),
+        at,
+        battery: Some(50),
+        position: None,
+    };
+    // Band d7 was heard from later already: not moved back, not unknown.
+    store
+        .record_heartbeats(&[beat("d7".into(), t(20))])
+        .await
+        .expect("heartbeats");
+    let mut batch: Vec<Heartbeat> = (0..BANDS).map(|i| beat(format!("d{i}"), t(10))).collect();
+    for (at, name) in [(10, "x-first"), (5_999, "x-edge"), (6_400, "x-second")] {
+        batch.insert(at, beat(name.into(), t(10)));
+    }
+    let mut unknown = store.record_heartbeats(&batch).await.expect("heartbeats");
+    unknown.sort();
+    assert_eq!(
+        unknown,
+        vec![did("x-edge"), did("x-first"), did("x-second")]
+    );
+    let devices = store.list_devices().await.expect("devices");
+    assert_eq!(devices.len(), BANDS);
+    for d in &devices {
+        let want = if d.device_id == did("d7") {
+            t(20)
+        } else {
+            t(10)
+        };
+        assert_eq!(d.last_seen, Some(want), "{}", d.device_id);
+        assert_eq!(d.battery, Some(50));
+    }
 }
 
 async fn was_offered_counts_offers_and_assignment(store: &Db) {
