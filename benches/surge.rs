@@ -50,6 +50,12 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_secs(60),
         )
         .await?;
+        if let Ok(path) = std::env::var("BENCH_METRICS_TO") {
+            std::fs::write(
+                format!("{path}.{}", backend.name()),
+                service.metrics().await?,
+            )?;
+        }
         let stored = service
             .count("SELECT COUNT(*) FROM alerts WHERE event_id LIKE '%-p%'")
             .await?;

@@ -153,11 +153,22 @@ impl PgDatabase {
         admin
             .execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
             .await?;
+        if let Ok(ms) = std::env::var("BENCH_PG_LOG_SLOWER_THAN_MS") {
+            // Statements slower than this go to the server's log.
+            let ms: u32 = ms.parse()?;
+            admin
+                .execute(AssertSqlSafe(format!(
+                    r#"ALTER DATABASE "{name}" SET log_min_duration_statement = {ms}"#
+                )))
+                .await?;
+        }
         let base = PG_SERVER.rsplit_once('/').map_or(PG_SERVER, |(b, _)| b);
-        Ok(PgDatabase {
-            url: format!("{base}/{name}"),
-            name,
-        })
+        let url = match std::env::var("BENCH_PG_SOCKET") {
+            // The service on PostgreSQL's Unix socket instead of TCP.
+            Ok(dir) => format!("postgres://postgres@localhost/{name}?host={dir}"),
+            Err(_) => format!("{base}/{name}"),
+        };
+        Ok(PgDatabase { url, name })
     }
 
     pub async fn drop_it(self) {

@@ -322,6 +322,28 @@ pub(super) fn last_of_each<'a, T: Clone, K: Eq + std::hash::Hash>(
     out
 }
 
+/// Splits `rows` into chunks whose sizes are powers of two (largest
+/// first), each under the bound-parameter limit. A multi-row statement's
+/// text depends on its row count: with sizes from a small set, each table
+/// has at most a dozen shapes, prepared once per connection and kept in
+/// sqlx's statement cache, instead of a new statement to parse and plan
+/// for every batch size. (It did not, alone, make PostgreSQL keep up with
+/// 500 presses a second: see BENCHMARKS.md, 2c.)
+pub(super) fn statement_chunks<T>(rows: &[T], columns: usize) -> impl Iterator<Item = &[T]> {
+    let most = (MAX_BIND_PARAMS / columns.max(1)).max(1);
+    let most = 1usize << most.ilog2();
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = most.min(1usize << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 pub(super) fn corrupt(what: impl Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
@@ -911,7 +933,7 @@ macro_rules! impl_store {
                     mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, $db, &'static str>, &'a T),
                 ) -> Result<u64, StoreError> {
                     let mut affected = 0;
-                    for chunk in rows.chunks((sql::MAX_BIND_PARAMS / columns).max(1)) {
+                    for chunk in sql::statement_chunks(rows, columns) {
                         let mut query = sqlx::QueryBuilder::<$db>::new(head);
                         query.push_values(chunk, |mut row, item| bind(&mut row, item));
                         query.push(tail);
@@ -1526,7 +1548,7 @@ macro_rules! impl_store {
                     let mut volunteers = sql::last_of_each(&fx.volunteers, |v| &v.id);
                     volunteers.sort_by(|a, b| a.id.cmp(&b.id));
                     let mut claimed = std::collections::HashSet::<String>::with_capacity(volunteers.len());
-                    for chunk in volunteers.chunks(sql::MAX_BIND_PARAMS / sql::CLAIM_COLUMNS) {
+                    for chunk in sql::statement_chunks(&volunteers, sql::CLAIM_COLUMNS) {
                         let mut query = sqlx::QueryBuilder::<$db>::new(sql::CLAIM_VOLUNTEERS);
                         query.push_values(chunk, |mut row, v| {
                             row.push_bind(v.id.as_str())
@@ -1690,3 +1712,36 @@ macro_rules! impl_store {
 }
 
 pub(super) use impl_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_carry_powers_of_two_rows_under_the_limit() {
+        let rows: Vec<u32> = (0..1000).collect();
+        let sizes: Vec<usize> = statement_chunks(&rows, 8).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [512, 256, 128, 64, 32, 8]);
+        let again: Vec<u32> = statement_chunks(&rows, 8).flatten().copied().collect();
+        assert_eq!(again, rows, "every row once, in order");
+        // 22 columns: at most 1,363 rows fit under 30,000 parameters.
+        let many: Vec<u32> = (0..3000).collect();
+        let sizes: Vec<usize> = statement_chunks(&many, 22).map(<[u32]>::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 3000);
+        assert!(
+            sizes
+                .iter()
+                .all(|n| n.is_power_of_two() && n * 22 <= MAX_BIND_PARAMS)
+        );
+        assert_eq!(statement_chunks(&[] as &[u32], 8).count(), 0);
+    }
+
+    #[test]
+    fn the_last_word_on_each_row_is_kept_in_first_touch_order() {
+        let items = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("b", 2)];
+        assert_eq!(
+            last_of_each(&items, |i| i.0),
+            [("a", 2), ("b", 2), ("c", 1)]
+        );
+    }
+}
