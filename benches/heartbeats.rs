@@ -4,7 +4,7 @@
 //! subscriber's.
 //!
 //! Each run is fresh: a private Mosquitto from the shipped
-//! `config/mosquitto.conf` on a free port (see [`broker`]), the real
+//! `config/mosquitto.conf` on a free port (`support::Mosquitto`), the real
 //! release binary (`onepress serve`) as a child process on a new SQLite file
 //! or a new PostgreSQL database, `HB_BANDS` bands registered by bulk SQL,
 //! `HB_PUBLISHERS` gateways publishing heartbeats for all bands round-robin
@@ -20,6 +20,9 @@
 //! `HB_RATE`; `HB_KEEP_LOG=path` keeps the service's log; PostgreSQL at `ONEPRESS_BENCH_DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, where each run creates and
 //! drops its own database).
+
+#[path = "support/mod.rs"]
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -176,7 +179,8 @@ async fn run_all() -> anyhow::Result<()> {
 
 /// One fresh run on `backend`.
 async fn run(backend: Backend, p: &Params) -> anyhow::Result<Figures> {
-    let mosquitto = broker::start().await?;
+    let mosquitto_dir = tempfile::tempdir()?;
+    let mosquitto = support::Mosquitto::start(mosquitto_dir.path()).await?;
     let dir = tempfile::tempdir()?;
     let (database_url, pg_drop) = match backend {
         Backend::Sqlite => (
@@ -240,12 +244,12 @@ impl Drop for Service {
 }
 
 async fn measure(
-    mosquitto: &broker::PrivateMosquitto,
+    mosquitto: &support::Mosquitto,
     database_url: &str,
     dir: &std::path::Path,
     p: &Params,
 ) -> anyhow::Result<Figures> {
-    let http_port = broker::free_port();
+    let http_port = support::free_port()?;
     let log = std::fs::File::create(dir.join("service.log"))?;
     let child = Command::new(env!("CARGO_BIN_EXE_onepress"))
         .arg("serve")
@@ -261,9 +265,18 @@ async fn measure(
         .env("ONEPRESS_MQTT_CLIENT_ID", SERVICE.0)
         .env("ONEPRESS_MQTT_ADMIN", format!("{}:{}", ADMIN.0, ADMIN.1))
         .env("ONEPRESS_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("ONEPRESS_MOSQUITTO_PASSWORD_FILE", &mosquitto.password_file)
-        .env("ONEPRESS_MOSQUITTO_ACL_FILE", &mosquitto.acl_file)
-        .env("ONEPRESS_MOSQUITTO_PID_FILE", &mosquitto.pid_file)
+        .env(
+            "ONEPRESS_MOSQUITTO_PASSWORD_FILE",
+            mosquitto.dir.join("auth/passwd"),
+        )
+        .env(
+            "ONEPRESS_MOSQUITTO_ACL_FILE",
+            mosquitto.dir.join("auth/acl"),
+        )
+        .env(
+            "ONEPRESS_MOSQUITTO_PID_FILE",
+            mosquitto.dir.join("auth/mosquitto.pid"),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -634,95 +647,5 @@ mod publisher {
         write.shutdown().await?;
         reader.abort();
         Ok(())
-    }
-}
-
-/// A private Mosquitto from the shipped `config/mosquitto.conf` on a free
-/// port, its files in a temporary directory (as in
-/// `tests/it/common/mosquitto.rs`; a bench cannot import the tests).
-///
-/// The shipped limits apply to every client alike, the service and the
-/// bare subscriber: `max_queued_messages 1000000`, `max_queued_bytes 0`,
-/// `max_inflight_messages 200`. Mosquitto 2.0 lets a connected client have
-/// up to `max_queued_messages` QoS 0 messages on their way out before it
-/// drops, so neither reader loses a heartbeat unless it falls a million
-/// behind.
-mod broker {
-    use super::*;
-
-    pub struct PrivateMosquitto {
-        child: Child,
-        pub port: u16,
-        pub password_file: std::path::PathBuf,
-        pub acl_file: std::path::PathBuf,
-        pub pid_file: std::path::PathBuf,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Drop for PrivateMosquitto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    pub fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0)
-    }
-
-    pub async fn start() -> anyhow::Result<PrivateMosquitto> {
-        let dir = tempfile::tempdir()?;
-        let base = dir.path();
-        for sub in ["auth", "data"] {
-            std::fs::create_dir_all(base.join(sub))?;
-        }
-        let port = free_port();
-        let shipped = include_str!("../config/mosquitto.conf");
-        let mut conf = shipped
-            .replace(
-                "listener 1883 0.0.0.0",
-                &format!("listener {port} 127.0.0.1"),
-            )
-            .replace("/mosquitto/", &format!("{}/", base.display()));
-        // As root Mosquitto would switch to its own user, who cannot read a
-        // private temporary directory.
-        conf.push_str("\nuser root\n");
-        let conf_path = base.join("mosquitto.conf");
-        std::fs::write(&conf_path, conf)?;
-        let password_file = base.join("auth/passwd");
-        let acl_file = base.join("auth/acl");
-        std::fs::write(&password_file, "")?;
-        std::fs::write(&acl_file, "")?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("mosquitto runs (apt-get install mosquitto)")?;
-        let pid_file = base.join("auth/mosquitto.pid");
-        let m = PrivateMosquitto {
-            child,
-            port,
-            password_file,
-            acl_file,
-            pid_file,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-            || !m.pid_file.exists()
-        {
-            if Instant::now() > deadline {
-                bail!("the private Mosquitto did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(m)
     }
 }

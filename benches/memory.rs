@@ -19,6 +19,9 @@
 //! `MEMORY_BACKENDS` (`sqlite,postgres`) and `MEMORY_PG_URL` (a server,
 //! `postgres://postgres@127.0.0.1:5432/postgres`).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +30,7 @@ use anyhow::{Context, bail};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, SqliteConnection};
+use support::Mosquitto;
 
 const ADMIN_USER: &str = "memory-bench-admin";
 const ADMIN_PASSWORD: &str = "memory-bench-admin-password";
@@ -352,7 +356,7 @@ async fn postgres_runs(binary: &Path, scale: &Scale, runs: usize) -> anyhow::Res
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let mosquitto = Mosquitto::start(dir.path(), run).await?;
+            let mosquitto = Mosquitto::start(&dir.path().join(format!("mosquitto-{run}"))).await?;
             let service = format!("onepress-memory-{run}");
             let password = onepress::access::secret::new_secret();
             let url = format!("{base}/{name}");
@@ -373,7 +377,11 @@ async fn postgres_runs(binary: &Path, scale: &Scale, runs: usize) -> anyhow::Res
                 ),
                 (
                     "ONEPRESS_MOSQUITTO_PID_FILE".into(),
-                    mosquitto.pid_file().display().to_string(),
+                    mosquitto
+                        .dir
+                        .join("auth/mosquitto.pid")
+                        .display()
+                        .to_string(),
                 ),
             ];
             let f = measure(binary, scale, &url, env, Some(&mosquitto), dir.path(), run).await?;
@@ -602,7 +610,7 @@ async fn measure(
     );
     let (rss_kib, hwm_kib) = memory_of(pid)?;
     let broker_rss_kib = match mosquitto {
-        Some(m) => Some(memory_of(m.child.id())?.0),
+        Some(m) => Some(memory_of(m.pid())?.0),
         None => None,
     };
     let _ = client.disconnect().await;
@@ -635,70 +643,4 @@ async fn heartbeats_recorded(db_url: &str) -> anyhow::Result<i64> {
         sqlx::query_as(COUNT).fetch_one(&mut conn).await?
     };
     Ok(n)
-}
-
-/// A private Mosquitto from the shipped configuration (as the integration
-/// tests start one), on a free port, its files in `base/mosquitto-<run>`.
-struct Mosquitto {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Mosquitto {
-    async fn start(base: &Path, run: usize) -> anyhow::Result<Self> {
-        let dir = base.join(format!("mosquitto-{run}"));
-        for sub in ["auth", "data"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        let port = free_port()?;
-        let shipped = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/mosquitto.conf"
-        ))?;
-        let mut conf = shipped
-            .replace(
-                "listener 1883 0.0.0.0",
-                &format!("listener {port} 127.0.0.1"),
-            )
-            .replace("/mosquitto/", &format!("{}/", dir.display()));
-        // As root Mosquitto would switch to its own user, who cannot read a
-        // private temporary directory.
-        conf.push_str("\nuser root\n");
-        let conf_path = dir.join("mosquitto.conf");
-        std::fs::write(&conf_path, conf)?;
-        std::fs::write(dir.join("auth/passwd"), "")?;
-        std::fs::write(dir.join("auth/acl"), "")?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting mosquitto (apt-get install mosquitto)")?;
-        let m = Mosquitto { child, dir, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-            || !m.pid_file().exists()
-        {
-            if Instant::now() > deadline {
-                bail!("the private Mosquitto did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(m)
-    }
-
-    fn pid_file(&self) -> PathBuf {
-        self.dir.join("auth/mosquitto.pid")
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

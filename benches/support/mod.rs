@@ -90,6 +90,11 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Its process id (to read its memory).
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
     pub async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
         for sub in ["auth", "data"] {
             std::fs::create_dir_all(dir.join(sub))?;
