@@ -21,7 +21,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Backend, PgDatabase, Service, env_usize, show};
+use support::{Backend, Service, env_usize, show};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,17 +37,7 @@ async fn main() -> anyhow::Result<()> {
             let bands = rate * 5;
             let volunteers = bands * 2;
             let dir = tempfile::tempdir()?;
-            let pg = match backend {
-                Backend::SqliteEmbedded => None,
-                Backend::PostgresMosquitto => Some(PgDatabase::create().await?),
-            };
-            let url = match &pg {
-                Some(pg) => pg.url.clone(),
-                None => format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("bench.db").display()
-                ),
-            };
+            let (url, pg) = support::fresh_store(backend, dir.path()).await?;
             support::seed(&url, bands, volunteers).await?;
             let service = Service::start(backend, &url, dir.path(), &[]).await?;
             println!(

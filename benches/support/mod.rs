@@ -188,6 +188,24 @@ impl PgDatabase {
     }
 }
 
+/// A fresh, empty store for `backend`: a SQLite file in `dir`, or a
+/// database of its own on the local PostgreSQL (drop it at the end).
+pub async fn fresh_store(
+    backend: Backend,
+    dir: &Path,
+) -> anyhow::Result<(String, Option<PgDatabase>)> {
+    Ok(match backend {
+        Backend::SqliteEmbedded => (
+            format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+            None,
+        ),
+        Backend::PostgresMosquitto => {
+            let pg = PgDatabase::create().await?;
+            (pg.url.clone(), Some(pg))
+        }
+    })
+}
+
 /// Registers `bands` seniors and bands (`s{i}`, `b{i}`) and `volunteers`
 /// volunteers (`v{j}`, on duty, located now) straight into the store's
 /// tables, in a few statements: registering a province one HTTP request
